@@ -1,0 +1,1 @@
+"""Runnable pipelines of this project."""

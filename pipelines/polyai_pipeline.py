@@ -1,0 +1,88 @@
+"""Load PolyAI conversations and turns into a warehouse: one incremental run per call.
+
+python pipelines/polyai_pipeline.py                 # settings from .dlt/ and the environment
+python pipelines/polyai_pipeline.py --demo          # no credentials, no network: local simulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.demo import run_demo
+from pipelines.runner import (
+    DEFAULT_DATASET,
+    DEFAULT_PIPELINE_NAME,
+    expected_error,
+    make_pipeline,
+    run_load,
+)
+from sources.polyai import polyai_source
+
+EXIT_FAILED = 1
+EXIT_EXPECTED_ERROR = 2
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--demo", action="store_true", help="load simulated data into a local DuckDB file")
+    parser.add_argument(
+        "--destination",
+        default=None,
+        help="dlt destination: duckdb (default), bigquery, snowflake, postgres, motherduck, filesystem",
+    )
+    parser.add_argument("--pipeline-name", default=None, help=f"default {DEFAULT_PIPELINE_NAME}")
+    parser.add_argument("--dataset-name", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET}")
+    parser.add_argument("--pipelines-dir", default=None, help="where dlt keeps the pipeline's working state")
+    parser.add_argument(
+        "--demo-conversations", type=int, default=3000, help="conversations the demo simulator generates"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request and dlt's progress")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.demo:
+            return run_demo(args)
+        pipeline = make_pipeline(
+            args.pipeline_name or DEFAULT_PIPELINE_NAME,
+            args.destination or "duckdb",
+            args.dataset_name,
+            args.pipelines_dir,
+        )
+        summary = run_load(pipeline, polyai_source())
+        print(summary.render())
+        return 0
+    except Exception as error:
+        return report_failure(error)
+
+
+def report_failure(error: BaseException) -> int:
+    known = expected_error(error)
+    if known is not None:
+        print(f"error: {known}", file=sys.stderr)
+        return EXIT_EXPECTED_ERROR
+    if isinstance(error, PipelineStepFailed):
+        print(f"error: the {error.step} step failed: {error.exception}", file=sys.stderr)
+        print("Nothing was lost: run again and dlt finishes the pending load first.", file=sys.stderr)
+        return EXIT_FAILED
+    raise error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

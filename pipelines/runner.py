@@ -1,0 +1,113 @@
+"""Build the dlt pipeline, run one load and summarize it: shared by the CLI, the demo and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.pipeline import LoadInfo
+from dlt.extract.source import DltSource
+
+from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
+
+DEFAULT_PIPELINE_NAME = "polyai_conversations"
+DEFAULT_DATASET = "polyai"
+
+# File formats that keep JSON values exact and skip dlt's row-by-row normalizer where the
+# destination allows it (measured in shared/dlt-notes.md); None keeps dlt's choice.
+FILE_FORMATS: dict[str, str | None] = {
+    "duckdb": "parquet",
+    "motherduck": "parquet",
+    "filesystem": "parquet",
+    "snowflake": "parquet",
+    "bigquery": "jsonl",
+    "postgres": None,
+}
+
+
+def make_pipeline(
+    pipeline_name: str,
+    destination: Any,
+    dataset_name: str = DEFAULT_DATASET,
+    pipelines_dir: str | None = None,
+) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=destination,
+        dataset_name=dataset_name,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+def destination_name(pipeline: dlt.Pipeline) -> str:
+    return pipeline.destination.destination_name if pipeline.destination else "duckdb"
+
+
+@dataclass
+class RunSummary:
+    conversations: int
+    turns: int
+    pending: int
+    cursor: str | None
+    requests: int
+    expired: int
+    hidden_transcripts: int
+    load_info: LoadInfo | None
+
+    def render(self) -> str:
+        lines = [
+            f"loaded {self.conversations} conversation rows and {self.turns} turn rows",
+            f"in progress, re-pulled on later runs: {self.pending}",
+            f"cursor (started_at read up to): {self.cursor or 'not set'}",
+            f"API requests: {self.requests}",
+        ]
+        if self.expired:
+            lines.append(f"gave up on {self.expired} conversations still in progress past max_pending_hours")
+        if self.hidden_transcripts:
+            lines.append(
+                f"{self.hidden_transcripts} conversations had no transcript (the project's "
+                "'Conversation transcript' setting is off)"
+            )
+        return "\n".join(lines)
+
+
+def run_load(pipeline: dlt.Pipeline, source: DltSource) -> RunSummary:
+    file_format = FILE_FORMATS.get(destination_name(pipeline))
+    load_info = pipeline.run(source, loader_file_format=file_format)  # type: ignore[arg-type]
+    return summarize(pipeline, load_info)
+
+
+def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
+    row_counts: dict[str, int] = {}
+    trace = pipeline.last_trace
+    if trace is not None and trace.last_normalize_info is not None:
+        row_counts = trace.last_normalize_info.row_counts
+    state = pipeline.state.get("sources", {}).get("polyai", {})
+    last_run = state.get("last_run", {})
+    return RunSummary(
+        conversations=row_counts.get("conversations", 0),
+        turns=row_counts.get("turns", 0),
+        pending=len(state.get("pending", {})),
+        cursor=state.get("cursor"),
+        requests=last_run.get("requests", 0),
+        expired=last_run.get("expired", 0),
+        hidden_transcripts=last_run.get("hidden_transcripts", 0),
+        load_info=load_info,
+    )
+
+
+def expected_error(error: BaseException) -> BaseException | None:
+    """The user-facing cause (bad setting, API refusal) inside dlt's wrapped exceptions, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            (ConfigurationError, ConfigFieldMissingException, PolyAIAPIError, InvalidResponseError),
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None

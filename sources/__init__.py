@@ -1,0 +1,1 @@
+"""dlt sources of this project (one package per source, as in dlt's verified sources)."""

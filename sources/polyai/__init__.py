@@ -1,0 +1,247 @@
+"""PolyAI Conversations API source: conversations and their turns, incremental on `started_at`.
+
+Tables:
+- `conversations`: one row per conversation `id`, merged.
+- `turns`: one row per (`conversation_id`, `turn_index`), merged; a conversation that is
+  loaded again replaces all of its turns.
+
+One resource reads the pages (it is the only one that talks to the API and the only one that
+changes the state); two transformers shape each page into the two tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.typing import TSecretStrValue
+from dlt.extract.resource import DltResource
+
+from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient, iter_windows_concurrently
+from .config import ConfigurationError, ConnectorSettings, build_settings
+from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
+from .records import (
+    conversations_table,
+    dlt_column_hints,
+    has_hidden_transcript,
+    isoformat_utc,
+    normalize_v1_conversation,
+    parse_timestamp,
+    turns_table,
+)
+from .settings import (
+    CONVERSATION_COLUMN_TYPES,
+    DEFAULT_API_VERSION,
+    DEFAULT_CLIENT_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LIMIT,
+    DEFAULT_LOOKBACK_MINUTES,
+    DEFAULT_MAX_PENDING_HOURS,
+    DEFAULT_REGION,
+    TURN_COLUMN_TYPES,
+)
+from .windows import RunPlan, plan_run, record_status
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidResponseError",
+    "PolyAIAPIError",
+    "polyai_source",
+]
+
+logger = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dlt.source(name="polyai", section="polyai", max_table_nesting=0)
+def polyai_source(
+    api_key: str = dlt.secrets.value,
+    account_id: str = dlt.config.value,
+    project_id: str = dlt.config.value,
+    region: str = DEFAULT_REGION,
+    base_url: str | None = None,
+    api_version: str = DEFAULT_API_VERSION,
+    client_env: str = DEFAULT_CLIENT_ENV,
+    channel: str | list[str] | None = None,
+    variant_id: str | None = None,
+    variant_name: str | None = None,
+    include_latency: bool = False,
+    include_context_state: bool = False,
+    include_turn_metadata: bool = False,
+    start_date: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    lookback_minutes: float = DEFAULT_LOOKBACK_MINUTES,
+    max_pending_hours: float = DEFAULT_MAX_PENDING_HOURS,
+    window_hours: float | None = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 120.0,
+    max_attempts: int = 8,
+    backoff_factor: float = 1.0,
+    max_retry_delay: float = 60.0,
+    max_request_seconds: float = 600.0,
+    retry_budget: int = 200,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    phone_numbers: str = "keep",
+    pii_salt: TSecretStrValue | None = None,
+    redact_transcripts: bool = False,
+    redact_state_keys: list[str] | str | None = None,
+    clock: Clock | None = None,
+) -> Sequence[DltResource]:
+    """The PolyAI source. Settings come from dlt config/secrets, section `sources.polyai`.
+
+    `clock` returns "now" for the run (tests and the simulator move it); it defaults to UTC now.
+    """
+    clock = clock or utc_now
+    settings = build_settings(
+        api_key=api_key,
+        account_id=account_id,
+        project_id=project_id,
+        region=region,
+        base_url=base_url,
+        api_version=api_version,
+        client_env=client_env,
+        channel=channel,
+        variant_id=variant_id,
+        variant_name=variant_name,
+        include_latency=include_latency,
+        include_context_state=include_context_state,
+        include_turn_metadata=include_turn_metadata,
+        start_date=start_date,
+        limit=limit,
+        lookback_minutes=lookback_minutes,
+        max_pending_hours=max_pending_hours,
+        window_hours=window_hours,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_attempts=max_attempts,
+        backoff_factor=backoff_factor,
+        max_retry_delay=max_retry_delay,
+        max_request_seconds=max_request_seconds,
+        retry_budget=retry_budget,
+        concurrency=concurrency,
+        now=clock(),
+    )
+    privacy = build_privacy_rules(phone_numbers, pii_salt, redact_transcripts, redact_state_keys)
+    pages = conversation_pages(PolyAIClient(settings), settings, privacy, clock)
+    return (pages | conversations, pages | turns)
+
+
+def conversation_pages(
+    client: PolyAIClient, settings: ConnectorSettings, privacy: PrivacyRules, clock: Clock
+) -> DltResource:
+    """Pages of conversations, normalized to v3, for the run's windows; keeps cursor and pending set."""
+
+    @dlt.resource(name="conversation_pages", selected=False)
+    def read_pages() -> Iterator[list[dict[str, Any]]]:
+        state = dlt.current.source_state()
+        pending: dict[str, str] = state.setdefault("pending", {})
+        cursor_text = state.get("cursor")
+        plan = plan_run(
+            cursor=parse_timestamp(cursor_text) if cursor_text else None,
+            pending=pending,
+            now=clock(),
+            start_date=settings.start_date,
+            lookback=settings.lookback,
+            max_pending_age=settings.max_pending_age,
+            max_window_span=settings.window_span,
+            concurrency=settings.concurrency,
+        )
+        forget_expired(pending, plan, settings)
+        hidden_transcripts = 0
+        windows = [*plan.repull_windows, *plan.main_windows]
+        for page in iter_windows_concurrently(client, windows, settings.concurrency):
+            conversations = normalized(page, settings.api_version)
+            if privacy.active:
+                conversations = [apply_privacy(c, privacy) for c in conversations]
+            for conversation in conversations:
+                record_status(
+                    pending,
+                    conversation["id"],
+                    conversation["started_at"],
+                    bool(conversation["in_progress"]),
+                )
+                hidden_transcripts += has_hidden_transcript(conversation)
+            if conversations:
+                yield conversations
+        if hidden_transcripts:
+            logger.warning(
+                "%d conversations came with no turns although num_turns > 0: the project's "
+                "'Conversation transcript' setting (show_transcripts) is off for this API key. "
+                "Their turns already loaded were kept; ask PolyAI to turn transcripts on.",
+                hidden_transcripts,
+            )
+        if plan.next_cursor is not None:
+            state["cursor"] = isoformat_utc(plan.next_cursor)
+        state["last_run"] = {
+            "requests": client.requests_made,
+            "repull_windows": len(plan.repull_windows),
+            "expired": len(plan.expired),
+            "hidden_transcripts": hidden_transcripts,
+        }
+
+    return read_pages
+
+
+def normalized(page: Page, api_version: str) -> list[dict[str, Any]]:
+    """v1 pages are brought to v3 conventions; started_at is made canonical UTC text for the state."""
+    if api_version == "v1":
+        return [normalize_v1_conversation(c) for c in page.conversations]
+    for conversation in page.conversations:
+        conversation["started_at"] = isoformat_utc(parse_timestamp(conversation["started_at"]))  # type: ignore[arg-type]
+    return page.conversations
+
+
+def forget_expired(pending: dict[str, str], plan: RunPlan, settings: ConnectorSettings) -> None:
+    if not plan.expired:
+        return
+    for conversation_id in plan.expired:
+        pending.pop(conversation_id, None)
+    sample = ", ".join(sorted(plan.expired)[:5])
+    logger.warning(
+        "%d conversations were still in progress %s after they started (max_pending_hours); "
+        "they are no longer re-pulled and keep their last loaded rows: %s%s",
+        len(plan.expired),
+        settings.max_pending_age,
+        sample,
+        " ..." if len(plan.expired) > 5 else "",
+    )
+
+
+def _with_new_column_hints(table: pa.Table, new_columns: dict[str, str]) -> Any:
+    if not new_columns:
+        return table
+    return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=dlt_column_hints(new_columns)))
+
+
+@dlt.transformer(
+    name="conversations",
+    primary_key="id",
+    write_disposition="merge",
+    columns=dlt_column_hints(CONVERSATION_COLUMN_TYPES),
+)
+def conversations(page: list[dict[str, Any]]) -> Iterator[Any]:
+    """One row per conversation, the latest version replacing the earlier ones."""
+    table, new_columns = conversations_table(page)
+    yield _with_new_column_hints(table, new_columns)
+
+
+@dlt.transformer(
+    name="turns",
+    primary_key=("conversation_id", "turn_index"),
+    merge_key="conversation_id",
+    write_disposition="merge",
+    columns=dlt_column_hints(TURN_COLUMN_TYPES),
+)
+def turns(page: list[dict[str, Any]]) -> Iterator[Any]:
+    """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
+    table, new_columns = turns_table(page)
+    if table.num_rows:
+        yield _with_new_column_hints(table, new_columns)

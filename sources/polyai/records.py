@@ -1,0 +1,210 @@
+"""Shape API conversations into the rows of `conversations` and `turns`: pure functions, no I/O.
+
+Rows leave as Arrow tables, one per page, so that dlt writes Parquet without running its
+JSON normalizer: data-dependent dicts (`metrics`, `state`, `entities`, ...) stay single JSON
+values instead of becoming one column per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, NamedTuple
+
+import orjson
+import pendulum
+import pyarrow as pa
+
+from .settings import (
+    CONVERSATION_COLUMN_TYPES,
+    CONVERSATION_NESTED_FIELDS,
+    CONVERSATION_TEXT_FIELDS,
+    TURN_COLUMN_TYPES,
+    TURN_FLAG_FIELDS,
+    TURN_TEXT_FIELDS,
+    TURN_TIMESTAMP_FIELDS,
+)
+
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "json": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": TIMESTAMP_TYPE,
+}
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Any timestamp the API sends (v3 ISO 8601, v1's mixed formats) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = parsedate_to_datetime(text)
+            except (TypeError, ValueError):
+                parsed = pendulum.parse(text, tz="UTC")  # type: ignore[assignment]
+    if parsed.tzinfo is None:
+        # v1 writes some timestamps without an offset; they are UTC.
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def isoformat_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def normalize_v1_conversation(conversation: dict[str, Any]) -> dict[str, Any]:
+    """v1 to v3 conventions: "" for empty text, false for null flags, timestamps in UTC ISO 8601."""
+    normalized = dict(conversation)
+    for name in CONVERSATION_TEXT_FIELDS:
+        if name in normalized and normalized[name] is None:
+            normalized[name] = ""
+    if normalized.get("started_at") is not None:
+        normalized["started_at"] = isoformat_utc(parse_timestamp(normalized["started_at"]))  # type: ignore[arg-type]
+    normalized["turns"] = [_normalize_v1_turn(turn) for turn in conversation.get("turns") or []]
+    return normalized
+
+
+def _normalize_v1_turn(turn: dict[str, Any]) -> dict[str, Any]:
+    normalized = dict(turn)
+    for name in TURN_TEXT_FIELDS:
+        if name in normalized and normalized[name] is None:
+            normalized[name] = ""
+    for name in TURN_FLAG_FIELDS:
+        if name in normalized and normalized[name] is None:
+            normalized[name] = False
+    for name in TURN_TIMESTAMP_FIELDS:
+        parsed = parse_timestamp(normalized.get(name))
+        if parsed is not None:
+            normalized[name] = isoformat_utc(parsed)
+    return normalized
+
+
+def has_hidden_transcript(conversation: dict[str, Any]) -> bool:
+    """True when the API counts turns but sends none: the project's transcript toggle is off."""
+    return not conversation.get("turns") and (conversation.get("num_turns") or 0) > 0
+
+
+def conversations_table(page: Sequence[dict[str, Any]]) -> ShapedTable:
+    columns = _collect_columns(page, CONVERSATION_COLUMN_TYPES, skip=CONVERSATION_NESTED_FIELDS)
+    return _build_table(columns, CONVERSATION_COLUMN_TYPES)
+
+
+def turn_rows(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every turn of the page with its conversation's id, position and start time.
+
+    Conversations whose transcript is hidden yield no rows, so the turns already loaded for
+    them are kept rather than replaced by nothing.
+    """
+    rows = []
+    for conversation in page:
+        turns = conversation.get("turns") or []
+        for index, turn in enumerate(turns):
+            row = {
+                "conversation_id": conversation["id"],
+                "turn_index": index,
+                "conversation_started_at": conversation["started_at"],
+            }
+            row.update(turn)
+            latency = row.get("latency")
+            if isinstance(latency, (dict, list)):
+                row["latency_detail"] = row.pop("latency")
+            rows.append(row)
+    return rows
+
+
+def turns_table(page: Sequence[dict[str, Any]]) -> ShapedTable:
+    columns = _collect_columns(turn_rows(page), TURN_COLUMN_TYPES, skip=())
+    return _build_table(columns, TURN_COLUMN_TYPES)
+
+
+def _collect_columns(
+    rows: Sequence[dict[str, Any]], known: dict[str, str], skip: Iterable[str]
+) -> dict[str, list[Any]]:
+    """Column name -> values, known columns first; a field missing from a row is None."""
+    names = dict.fromkeys(known)
+    skipped = set(skip)
+    for row in rows:
+        for name in row:
+            if name not in names and name not in skipped:
+                names[name] = None
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+class ShapedTable(NamedTuple):
+    table: pa.Table
+    # Types of the columns the connector does not know (new API fields), for dlt's hints.
+    new_columns: dict[str, str]
+
+
+def _build_table(columns: dict[str, list[Any]], known: dict[str, str]) -> ShapedTable:
+    arrays = []
+    fields = []
+    new_columns = {}
+    for name, values in columns.items():
+        data_type = known.get(name)
+        if data_type is None:
+            data_type = new_columns[name] = infer_data_type(values)
+        arrays.append(_to_arrow(values, data_type))
+        fields.append(pa.field(name, ARROW_TYPES[data_type]))
+    return ShapedTable(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), new_columns)
+
+
+def infer_data_type(values: Iterable[Any]) -> str:
+    """The column type of a field the connector does not know: scalars keep theirs, the rest is JSON."""
+    kinds = {type(value) for value in values if value is not None}
+    if not kinds:
+        return "text"
+    if kinds == {bool}:
+        return "bool"
+    if kinds == {int}:
+        return "bigint"
+    if kinds <= {int, float}:
+        return "double"
+    if kinds == {str}:
+        return "text"
+    return "json"
+
+
+def _dump_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "json": _dump_json,
+    "timestamp": parse_timestamp,
+}
+
+
+def _to_arrow(values: list[Any], data_type: str) -> pa.Array:
+    converter = _CONVERTERS.get(data_type)
+    if converter is not None:
+        values = [converter(value) for value in values]
+    return pa.array(values, type=ARROW_TYPES[data_type])
+
+
+def dlt_column_hints(column_types: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """dlt column hints for the known columns, so that tables have them from the first load."""
+    hints: dict[str, dict[str, Any]] = {}
+    for name, data_type in column_types.items():
+        hint: dict[str, Any] = {"data_type": data_type, "nullable": True}
+        if data_type == "timestamp":
+            hint["timezone"] = True
+        hints[name] = hint
+    return hints

@@ -1,0 +1,146 @@
+"""Retries and pacing of API requests, built from dlt's request helpers and tenacity.
+
+dlt's `Client` retries 429, 5xx, timeouts and resets with exponential backoff and honours
+`Retry-After`; it has no jitter (parallel windows would retry in lock-step) and no budget
+across a run, which is what this adds. Its predicates and its `Session` are reused as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from dlt.sources.helpers.requests.retry import (
+    DEFAULT_RETRY_EXCEPTIONS,
+    DEFAULT_RETRY_STATUS,
+    retry_if_predicate,
+    retry_if_status,
+    wait_exponential_retry_after,
+)
+from dlt.sources.helpers.requests.session import Session
+from requests import Response
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_any,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def body_is_broken(response: Response | None, exception: BaseException | None) -> bool:
+    """A 200 whose body is truncated or not a JSON object is retried like a 5xx.
+
+    The parsed body is kept on the response so that a page is decoded once.
+    """
+    if response is None or response.status_code != 200:
+        return False
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return True
+    response.parsed_body = body  # type: ignore[attr-defined]
+    return not isinstance(body, dict)
+
+
+class RequestPacer:
+    """Slows every request down after a 429 and speeds back up while answers are good.
+
+    Shared by all threads of a run, so that parallel windows back off together.
+    """
+
+    def __init__(self, max_delay: float = 5.0) -> None:
+        self.delay = 0.0
+        self.max_delay = max_delay
+        self.rate_limited = 0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self.delay
+        if delay:
+            time.sleep(delay * random.uniform(0.5, 1.0))
+
+    def observe(self, status: int | None) -> None:
+        with self._lock:
+            if status == 429:
+                self.rate_limited += 1
+                self.delay = min(self.max_delay, max(0.05, self.delay * 2))
+            elif status is not None and status < 400:
+                self.delay = self.delay * 0.8 if self.delay > 0.01 else 0.0
+
+
+class RetryBudget:
+    """Total retries allowed in one run: a broken API fails the run instead of retrying forever."""
+
+    def __init__(self, retries: int) -> None:
+        self.left = retries
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def spend(self, retry_state: RetryCallState) -> None:
+        with self._lock:
+            self.left -= 1
+            self.used += 1
+        outcome = retry_state.outcome
+        problem: Any = outcome.exception() if outcome and outcome.failed else None
+        if problem is None and outcome is not None:
+            problem = f"HTTP {getattr(outcome.result(), 'status_code', '?')}"
+        logger.info("retrying a request (attempt %d): %s", retry_state.attempt_number, problem)
+
+    def exhausted(self, retry_state: RetryCallState) -> bool:
+        return self.left <= 0
+
+
+def make_retrying(
+    *,
+    max_attempts: int,
+    backoff_factor: float,
+    max_retry_delay: float,
+    max_request_seconds: float,
+    budget: RetryBudget,
+    pacer: RequestPacer,
+) -> Retrying:
+    return Retrying(
+        before=lambda _: pacer.wait(),
+        wait=wait_exponential_retry_after(multiplier=backoff_factor, max=max_retry_delay)
+        + wait_random(0, backoff_factor),
+        retry=retry_any(
+            retry_if_status(DEFAULT_RETRY_STATUS),
+            retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
+            retry_if_predicate(body_is_broken),
+        ),
+        stop=stop_after_attempt(max_attempts) | stop_after_delay(max_request_seconds) | budget.exhausted,
+        before_sleep=budget.spend,
+        reraise=True,
+        # After the last attempt the last response is returned and reported by the client.
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+    )
+
+
+def make_session(
+    headers: dict[str, str],
+    timeout: tuple[float, float],
+    retrying_factory: Callable[[], Retrying],
+    pacer: RequestPacer,
+    pool_size: int,
+) -> Session:
+    session = Session(timeout=timeout, raise_for_status=False)
+    session.headers.update(headers)
+    # Called for every attempt, retries included, so the pacer sees each 429.
+    session.hooks["response"].append(lambda response, *args, **kwargs: pacer.observe(response.status_code))
+    adapter = HTTPAdapter(pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.send = retrying_factory().wraps(session.send)  # type: ignore[method-assign]
+    return session

@@ -1,0 +1,105 @@
+"""Constants of the PolyAI Conversations API and of the tables the connector writes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+REGIONS: Final = ("us-1", "uk-1", "euw-1")
+REGION_BASE_URL: Final = "https://api.{region}.platform.polyai.app"
+API_VERSIONS: Final = ("v1", "v2", "v3")
+CLIENT_ENVS: Final = ("sandbox", "pre-release", "live")
+
+DEFAULT_REGION: Final = "us-1"
+DEFAULT_API_VERSION: Final = "v3"
+DEFAULT_CLIENT_ENV: Final = "live"
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 1000
+DEFAULT_LOOKBACK_MINUTES: Final = 15.0
+DEFAULT_MAX_PENDING_HOURS: Final = 24.0
+# Windows fetched at once; the API publishes no rate limit, so stay modest.
+DEFAULT_CONCURRENCY: Final = 4
+# A backfill is cut into concurrency x SLICES_PER_WORKER windows so that workers stay busy
+# when traffic is uneven; an incremental run shorter than MIN_PARALLEL_SPAN stays one window.
+SLICES_PER_WORKER: Final = 4
+MIN_PARALLEL_SPAN: Final = timedelta(hours=1)
+# Where a first run begins when `start_date` is not set.
+DEFAULT_START_DAYS_AGO: Final = 30
+
+# A re-pull window is [started_at - pad, started_at + pad): wide enough to contain the
+# conversation whether the API treats the bounds as inclusive or exclusive, narrow enough
+# that it returns (almost) nothing else.
+REPULL_PADDING: Final = timedelta(milliseconds=1)
+
+API_KEY_HEADER: Final = "x-api-key"
+CORRELATION_HEADER: Final = "X-PolyAI-Correlation-Id"
+
+# Text fields that v1 sends as null where v3 sends "".
+CONVERSATION_TEXT_FIELDS: Final = (
+    "variant_id",
+    "variant_name",
+    "environment",
+    "channel",
+    "from_number",
+    "to_number",
+    "handoff_reason",
+    "handoff_destination",
+)
+TURN_TEXT_FIELDS: Final = (
+    "user_input",
+    "user_input_dtmf",
+    "agent_response",
+    "translated_user_input",
+    "english_agent_response",
+)
+TURN_FLAG_FIELDS: Final = ("is_ood", "is_silence")
+TURN_TIMESTAMP_FIELDS: Final = ("user_input_datetime", "agent_response_datetime")
+
+# Column types of the known fields. Anything else the API sends becomes a new column whose
+# type is taken from the data; dicts and lists always become JSON.
+CONVERSATION_COLUMN_TYPES: Final[dict[str, str]] = {
+    "id": "text",
+    "account_id": "text",
+    "project_id": "text",
+    "variant_id": "text",
+    "variant_name": "text",
+    "environment": "text",
+    "started_at": "timestamp",
+    "channel": "text",
+    "from_number": "text",
+    "to_number": "text",
+    "in_progress": "bool",
+    "num_turns": "bigint",
+    "total_duration": "bigint",
+    "polyai_duration": "bigint",
+    "handoff": "bool",
+    "handoff_reason": "text",
+    "handoff_destination": "text",
+    "num_silences": "bigint",
+    "num_ood": "bigint",
+    "metrics": "json",
+    "state": "json",
+}
+TURN_COLUMN_TYPES: Final[dict[str, str]] = {
+    "conversation_id": "text",
+    "turn_index": "bigint",
+    "conversation_started_at": "timestamp",
+    "user_input": "text",
+    "user_input_dtmf": "text",
+    "user_input_datetime": "timestamp",
+    "agent_response": "text",
+    "agent_response_datetime": "timestamp",
+    "barge_in": "bool",
+    "intents": "json",
+    "entities": "json",
+    "is_ood": "bool",
+    "is_silence": "bool",
+    "translated_user_input": "text",
+    "english_agent_response": "text",
+    # The spec documents latency as seconds, the migration guide as an object: numbers go
+    # to `latency`, objects to `latency_detail`, so neither is lost and both keep a type.
+    "latency": "double",
+    "latency_detail": "json",
+}
+# Fields of a conversation that are not columns of `conversations`.
+CONVERSATION_NESTED_FIELDS: Final = ("turns",)

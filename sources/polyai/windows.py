@@ -1,0 +1,139 @@
+"""Which time windows a run reads, and which conversations stay pending: pure functions, no I/O.
+
+A run reads two kinds of windows on `started_at`:
+- the main window, from the cursor minus the lookback up to now (from `start_date` on the
+  first run), with no status filter: new conversations, late arrivals and fresh versions of
+  conversations that are still in progress;
+- re-pull windows: one narrow window around each pending (in-progress) conversation that
+  started before the main window, with the API's `in_progress=false` filter, so that a run
+  pays for the pending conversations and not for the history between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .settings import MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
+
+
+@dataclass(frozen=True)
+class Window:
+    """Conversations with `start <= started_at < end`; `finished_only` sends `in_progress=false`."""
+
+    start: datetime
+    end: datetime
+    finished_only: bool = False
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    main_windows: list[Window]
+    repull_windows: list[Window]
+    # Pending conversations given up on this run (id -> started_at), kept as last loaded.
+    expired: dict[str, str] = field(default_factory=dict)
+    # The cursor once every main window has been read.
+    next_cursor: datetime | None = None
+
+
+def main_window_bounds(
+    cursor: datetime | None, start_date: datetime, now: datetime, lookback: timedelta
+) -> tuple[datetime, datetime] | None:
+    """The span of the main window, or None when there is nothing to read (clock behind)."""
+    start = start_date if cursor is None else max(start_date, cursor - lookback)
+    if start >= now:
+        return None
+    return start, now
+
+
+def split_window(start: datetime, end: datetime, max_span: timedelta | None) -> list[Window]:
+    """Cut [start, end) into adjacent windows of at most `max_span`, in time order."""
+    if max_span is None or max_span <= timedelta(0):
+        return [Window(start, end)]
+    windows = []
+    cut = start
+    while cut < end:
+        upper = min(cut + max_span, end)
+        windows.append(Window(cut, upper))
+        cut = upper
+    return windows
+
+
+def parallel_span(start: datetime, end: datetime, concurrency: int, min_span: timedelta) -> timedelta | None:
+    """A slice length that gives every worker a few windows, never slices shorter than `min_span`."""
+    if concurrency <= 1:
+        return None
+    span = (end - start) / (concurrency * SLICES_PER_WORKER)
+    return max(span, min_span)
+
+
+def repull_windows(
+    pending_started_at: Iterable[datetime],
+    before: datetime,
+    padding: timedelta = REPULL_PADDING,
+) -> list[Window]:
+    """Narrow finished-only windows around each time, merged where they touch, none reaching `before`."""
+    windows: list[Window] = []
+    for started_at in sorted(pending_started_at):
+        if started_at >= before:
+            continue
+        start, end = started_at - padding, min(started_at + padding, before)
+        if windows and start <= windows[-1].end:
+            windows[-1] = Window(windows[-1].start, max(windows[-1].end, end), True)
+        else:
+            windows.append(Window(start, end, True))
+    return windows
+
+
+def split_expired(
+    pending: Mapping[str, str], now: datetime, max_pending_age: timedelta
+) -> tuple[dict[str, datetime], dict[str, str]]:
+    """Split the pending set into (still pending, id -> started_at) and expired (id -> ISO text)."""
+    keep: dict[str, datetime] = {}
+    expired: dict[str, str] = {}
+    for conversation_id, started_text in pending.items():
+        started_at = datetime.fromisoformat(started_text)
+        if now - started_at > max_pending_age:
+            expired[conversation_id] = started_text
+        else:
+            keep[conversation_id] = started_at
+    return keep, expired
+
+
+def plan_run(
+    *,
+    cursor: datetime | None,
+    pending: Mapping[str, str],
+    now: datetime,
+    start_date: datetime,
+    lookback: timedelta,
+    max_pending_age: timedelta,
+    max_window_span: timedelta | None = None,
+    concurrency: int = 1,
+) -> RunPlan:
+    """Everything one run will read, decided up front from the saved state and the clock."""
+    keep, expired = split_expired(pending, now, max_pending_age)
+    bounds = main_window_bounds(cursor, start_date, now, lookback)
+    if bounds is None:
+        # Nothing new can be read; pending conversations are still re-pulled.
+        return RunPlan([], repull_windows(keep.values(), now), expired, cursor)
+    main_start, main_end = bounds
+    if max_window_span is None:
+        max_window_span = parallel_span(main_start, main_end, concurrency, MIN_PARALLEL_SPAN)
+    return RunPlan(
+        main_windows=split_window(main_start, main_end, max_window_span),
+        repull_windows=repull_windows(keep.values(), main_start),
+        expired=expired,
+        next_cursor=main_end,
+    )
+
+
+def record_status(
+    pending: MutableMapping[str, str], conversation_id: str, started_at: str, in_progress: bool
+) -> None:
+    """Track one conversation as seen in a response: in progress joins the set, finished leaves it."""
+    if in_progress:
+        pending[conversation_id] = started_at
+    else:
+        pending.pop(conversation_id, None)

@@ -1,0 +1,97 @@
+"""Fixtures: the simulator on localhost and pipelines into throw-away DuckDB files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import pytest
+
+from pipelines.runner import RunSummary, make_pipeline, run_load
+from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from sources.polyai import polyai_source
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Harness:
+    """One simulator, one pipeline, one DuckDB file: run loads while the clock moves."""
+
+    simulator: Simulator
+    clock: SimClock
+    base_url: str
+    pipeline: dlt.Pipeline
+    database: Path
+    source_options: dict[str, Any]
+
+    def run(self, **overrides: Any) -> RunSummary:
+        options = {
+            "api_key": self.simulator.config.api_key,
+            "account_id": self.simulator.config.account_id,
+            "project_id": self.simulator.config.project_id,
+            "base_url": self.base_url,
+            "start_date": self.simulator.config.start.isoformat(),
+            "clock": self.clock.now,
+            "backoff_factor": 0.01,
+            **self.source_options,
+            **overrides,
+        }
+        return run_load(self.pipeline, polyai_source(**options))
+
+    def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
+        with duckdb.connect(str(self.database), read_only=True) as connection:
+            relation = connection.sql(f"SELECT * FROM polyai.{table} ORDER BY {order_by}")
+            names = relation.columns
+            return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
+
+    def column_types(self, table: str) -> dict[str, str]:
+        with duckdb.connect(str(self.database), read_only=True) as connection:
+            return {name: kind for name, kind, *_ in connection.sql(f"DESCRIBE polyai.{table}").fetchall()}
+
+    @property
+    def source_state(self) -> dict[str, Any]:
+        return self.pipeline.state.get("sources", {}).get("polyai", {})
+
+
+def make_harness(
+    tmp_path: Path, config: SimConfig, clock: SimClock, name: str = "e2e", **source_options: Any
+) -> Iterator[Harness]:
+    simulator = Simulator(config, clock)
+    server = SimulatorServer(simulator)
+    base_url = server.start()
+    database = tmp_path / f"{name}.duckdb"
+    pipeline = make_pipeline(
+        f"test_{name}",
+        dlt.destinations.duckdb(str(database)),
+        "polyai",
+        str(tmp_path / "pipelines"),
+    )
+    try:
+        yield Harness(simulator, clock, base_url, pipeline, database, source_options)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def small_world() -> tuple[SimConfig, SimClock]:
+    config = SimConfig(
+        seed=11,
+        n_conversations=300,
+        start=T0,
+        end=T0 + timedelta(hours=6),
+        late_arrival_fraction=0.1,
+        long_running_fraction=0.05,
+    )
+    return config, SimClock(T0 + timedelta(hours=1))
+
+
+@pytest.fixture
+def harness(tmp_path: Path, small_world: tuple[SimConfig, SimClock]) -> Iterator[Harness]:
+    config, clock = small_world
+    yield from make_harness(tmp_path, config, clock, include_latency=True)

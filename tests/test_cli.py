@@ -1,0 +1,127 @@
+"""The command a user runs: the demo, the summary, and clear failures without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "pipelines" / "polyai_pipeline.py"
+
+
+def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    environment.update(env or {})
+    environment["DLT_DATA_DIR"] = str(cwd / "dlt_data")
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--pipelines-dir", str(cwd / "pipelines"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def live_simulator() -> Iterator[tuple[Simulator, str]]:
+    clock = SimClock()
+    now = clock.now()
+    config = SimConfig(seed=3, n_conversations=150, start=now - timedelta(hours=6), end=now)
+    simulator = Simulator(config, clock)
+    server = SimulatorServer(simulator)
+    yield simulator, server.start()
+    server.stop()
+
+
+def test_demo_loads_duckdb_without_credentials(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "--demo", "--demo-conversations", "400")
+    assert result.returncode == 0, result.stderr
+    assert "conversation rows" in result.stdout
+    assert "SELECT" in result.stdout
+    with duckdb.connect(str(tmp_path / "polyai_demo.duckdb"), read_only=True) as connection:
+        conversations = connection.sql("SELECT count(*) FROM polyai.conversations").fetchone()[0]
+        turns = connection.sql("SELECT count(*) FROM polyai.turns").fetchone()[0]
+    assert 0 < conversations <= 400
+    assert turns > conversations
+
+
+def test_scheduled_run_reads_env_settings_and_prints_summary(
+    tmp_path: Path, live_simulator: tuple[Simulator, str]
+) -> None:
+    simulator, base_url = live_simulator
+    env = {
+        "SOURCES__POLYAI__API_KEY": simulator.config.api_key,
+        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
+        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
+        "SOURCES__POLYAI__BASE_URL": base_url,
+        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "scheduled.duckdb"),
+    }
+    result = run_cli(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    visible = len(simulator.truth())
+    assert f"loaded {visible} conversation rows" in result.stdout
+    assert "cursor" in result.stdout
+    assert simulator.config.api_key not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SOURCES__POLYAI__ACCOUNT_ID": "a", "SOURCES__POLYAI__PROJECT_ID": "p"}, "api_key"),
+        (
+            {
+                "SOURCES__POLYAI__API_KEY": "k",
+                "SOURCES__POLYAI__ACCOUNT_ID": "a",
+                "SOURCES__POLYAI__PROJECT_ID": "p",
+                "SOURCES__POLYAI__REGION": "mars-1",
+            },
+            "region",
+        ),
+        (
+            {
+                "SOURCES__POLYAI__API_KEY": "k",
+                "SOURCES__POLYAI__ACCOUNT_ID": "a",
+                "SOURCES__POLYAI__PROJECT_ID": "p",
+                "SOURCES__POLYAI__LIMIT": "5000",
+            },
+            "limit",
+        ),
+    ],
+)
+def test_bad_settings_exit_non_zero_with_the_setting_named(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    result = run_cli(tmp_path, env=env)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rejected_key_exits_with_the_api_error_and_no_traceback(
+    tmp_path: Path, live_simulator: tuple[Simulator, str]
+) -> None:
+    simulator, base_url = live_simulator
+    env = {
+        "SOURCES__POLYAI__API_KEY": "wrong-key-123",
+        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
+        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
+        "SOURCES__POLYAI__BASE_URL": base_url,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "rejected.duckdb"),
+    }
+    result = run_cli(tmp_path, env=env)
+    assert result.returncode == 2
+    assert "403" in result.stderr
+    assert "correlation id" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "wrong-key-123" not in result.stdout + result.stderr

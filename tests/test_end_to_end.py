@@ -1,0 +1,133 @@
+"""The pipeline for real: the simulator over HTTP, dlt, DuckDB files, several runs while the clock moves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from conftest import T0, Harness, make_harness
+from truth import compare_tables
+
+from polyai_simulator import SimClock, SimConfig
+
+# Uneven steps so that runs land at all phases of conversations' lives.
+STEPS_MINUTES = (7, 25, 40, 3, 61, 17, 90, 33, 120, 45, 240, 480)
+
+
+def param(entry: dict[str, Any], name: str) -> Any:
+    value = entry["params"].get(name)
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def repull_served(harness: Harness) -> int:
+    """Conversations the API served to the finished-only re-pull requests since the last reset."""
+    return sum(
+        entry["returned"]
+        for entry in harness.simulator.stats.request_log
+        if param(entry, "in_progress") == "false"
+    )
+
+
+def check_run_against_truth(harness: Harness) -> None:
+    """After any run: nothing missing, nothing doubled, finished rows final, in-progress rows pending."""
+    truth = harness.simulator.truth(include_latency=True)
+    conversations = harness.rows("conversations", "id")
+    turns = harness.rows("turns", "conversation_id, turn_index")
+    loaded_ids = {row["id"] for row in conversations}
+    assert len(loaded_ids) == len(conversations), "duplicate conversation rows"
+    missing = [c["id"] for c in truth if c["id"] not in loaded_ids]
+    assert not missing, f"{len(missing)} visible conversations not loaded, e.g. {missing[:3]}"
+    finished_ids = {row["id"] for row in conversations if not row["in_progress"]}
+    problems = compare_tables(
+        [c for c in truth if c["id"] in finished_ids],
+        [row for row in conversations if row["id"] in finished_ids],
+        [row for row in turns if row["conversation_id"] in finished_ids],
+    )
+    assert not problems, "\n".join(problems[:20])
+    pending = harness.source_state.get("pending", {})
+    stale = loaded_ids - finished_ids - set(pending)
+    assert not stale, f"in-progress rows that nobody will re-pull: {sorted(stale)[:3]}"
+
+
+def test_runs_while_the_clock_moves_end_exactly_at_the_truth(harness: Harness) -> None:
+    pending_seen = 0
+    for minutes in STEPS_MINUTES:
+        pending_before = len(harness.source_state.get("pending", {}))
+        harness.simulator.reset_stats()
+        summary = harness.run()
+        pending_seen = max(pending_seen, summary.pending)
+        # Re-pulls cost what is pending, not the history between pending conversations.
+        assert repull_served(harness) <= pending_before
+        check_run_against_truth(harness)
+        harness.clock.advance(timedelta(minutes=minutes))
+    assert pending_seen > 0, "the scenario never had a conversation in progress at a run"
+
+    harness.run()
+    truth = harness.simulator.truth(include_latency=True)
+    assert all(not c["in_progress"] for c in truth), "the scenario should end with everything finished"
+    assert len(truth) == harness.simulator.config.n_conversations
+    problems = compare_tables(
+        truth,
+        harness.rows("conversations", "id"),
+        harness.rows("turns", "conversation_id, turn_index"),
+    )
+    assert not problems, "\n".join(problems[:20])
+    assert harness.source_state["pending"] == {}
+
+
+def test_tables_have_typed_columns_and_json(harness: Harness) -> None:
+    harness.clock.advance(timedelta(hours=8))
+    harness.run()
+    conversations = harness.column_types("conversations")
+    turns = harness.column_types("turns")
+    assert conversations["started_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert conversations["in_progress"] == "BOOLEAN"
+    assert conversations["num_turns"] == "BIGINT"
+    assert conversations["metrics"] == "JSON"
+    assert conversations["state"] == "JSON"
+    assert turns["user_input_datetime"] == "TIMESTAMP WITH TIME ZONE"
+    assert turns["entities"] == "JSON"
+    assert turns["intents"] == "JSON"
+    assert turns["latency"] == "DOUBLE"
+    # One column per field, never one per data-dependent key.
+    assert len(conversations) < 40 and len(turns) < 40
+
+
+def test_an_incremental_run_with_nothing_new_sends_few_requests(harness: Harness) -> None:
+    harness.clock.advance(timedelta(hours=8))
+    harness.run()
+    harness.simulator.reset_stats()
+    harness.clock.advance(timedelta(minutes=5))
+    summary = harness.run()
+    assert harness.simulator.stats.requests <= 2
+    assert summary.pending == 0
+
+
+def test_api_versions_give_identical_tables(tmp_path: Path) -> None:
+    config = SimConfig(seed=5, n_conversations=120, start=T0, end=T0 + timedelta(hours=2))
+    tables = {}
+    for version in ("v1", "v2", "v3"):
+        clock = SimClock(T0 + timedelta(hours=1))
+        for harness in make_harness(tmp_path, config, clock, name=version, api_version=version):
+            harness.run()
+            clock.advance(timedelta(hours=10))
+            harness.run()
+            tables[version] = (
+                harness.rows("conversations", "id"),
+                harness.rows("turns", "conversation_id, turn_index"),
+            )
+    # v1 has no translations, latency or barge-in: those columns stay empty there.
+    v1_only_lacks = {"translated_user_input", "english_agent_response", "barge_in", "latency"}
+    for table_index in (0, 1):
+        v1_rows, v2_rows, v3_rows = (tables[v][table_index] for v in ("v1", "v2", "v3"))
+        assert v2_rows == v3_rows
+        assert len(v1_rows) == len(v3_rows) > 0
+        for v1_row, v3_row in zip(v1_rows, v3_rows, strict=True):
+            for key, value in v3_row.items():
+                if key.startswith("_dlt"):
+                    continue
+                if key in v1_only_lacks:
+                    assert v1_row.get(key) is None
+                else:
+                    assert v1_row[key] == value, (key, v1_row[key], value)
