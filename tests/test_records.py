@@ -17,6 +17,7 @@ from sources.polyai.records import (
     parse_timestamp,
     turns_table,
 )
+from sources.polyai.settings import CONVERSATION_COLUMN_TYPES
 
 EXPECTED = datetime(2026, 11, 20, 10, 11, 12, 123456, tzinfo=UTC)
 
@@ -130,3 +131,31 @@ def test_hidden_transcript_is_detected_and_yields_no_turn_rows() -> None:
     assert has_hidden_transcript(hidden)
     assert not has_hidden_transcript(conversation(turns=[], num_turns=0))
     assert turns_table([hidden]).table.num_rows == 0
+
+
+def test_values_that_do_not_fit_their_column_go_to_a_variant_column_exactly() -> None:
+    types = dict(CONVERSATION_COLUMN_TYPES)
+    first, _ = conversations_table([conversation(total_duration=30)], types)
+    assert first.column("total_duration").to_pylist() == [30]
+    table, new_columns = conversations_table(
+        [conversation(total_duration=12.5), conversation(id="CA2", total_duration=7, started_at="not a date")],
+        types,
+    )
+    assert new_columns == {"total_duration__v_json": "json", "started_at__v_json": "json"}
+    assert table.column("total_duration").to_pylist() == [None, 7]
+    assert table.column("total_duration__v_json").to_pylist() == ["12.5", None]
+    assert table.column("started_at__v_json").to_pylist() == [None, '"not a date"']
+    # The type learnt on the first page holds for later pages of the run.
+    later, later_new = conversations_table([conversation(extra="x")], types)
+    again, again_new = conversations_table([conversation(extra=5)], types)
+    assert later_new == {"extra": "text"}
+    assert again_new == {"extra__v_json": "json"}
+    assert again.column("extra").to_pylist() == [None]
+    assert again.column("extra__v_json").to_pylist() == ["5"]
+
+
+def test_types_from_schema_keep_learnt_columns() -> None:
+    from sources.polyai.records import types_from_schema
+
+    types = types_from_schema({"id": "text"}, {"extra": {"data_type": "bigint"}, "_dlt_id": {"data_type": "text"}})
+    assert types == {"id": "text", "extra": "bigint"}

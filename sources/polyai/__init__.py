@@ -32,6 +32,7 @@ from .records import (
     normalize_v1_conversation,
     parse_timestamp,
     turns_table,
+    types_from_schema,
 )
 from .settings import (
     CONVERSATION_COLUMN_TYPES,
@@ -131,7 +132,10 @@ def polyai_source(
     )
     privacy = build_privacy_rules(phone_numbers, pii_salt, redact_transcripts, redact_state_keys)
     pages = conversation_pages(PolyAIClient(settings), settings, privacy, clock)
-    return (pages | conversations, pages | turns)
+    return (
+        pages | conversations(types=ColumnTypes("conversations", CONVERSATION_COLUMN_TYPES)),
+        pages | turns(types=ColumnTypes("turns", TURN_COLUMN_TYPES)),
+    )
 
 
 def conversation_pages(
@@ -221,15 +225,35 @@ def _with_new_column_hints(table: pa.Table, new_columns: dict[str, str]) -> Any:
     return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=dlt_column_hints(new_columns)))
 
 
+class ColumnTypes:
+    """Column types of one table for one run: the known ones plus those dlt's schema has learnt.
+
+    Read from the schema on the first page, so a field that arrived in an earlier run keeps
+    its type, and a value that does not fit goes to the field's `__v_json` column.
+    """
+
+    def __init__(self, table: str, known: dict[str, str]) -> None:
+        self.table = table
+        self.known = known
+        self._types: dict[str, str] | None = None
+
+    def current(self) -> dict[str, str]:
+        if self._types is None:
+            schema = dlt.current.source_schema()
+            columns = schema.tables.get(self.table, {}).get("columns", {})
+            self._types = types_from_schema(self.known, columns)
+        return self._types
+
+
 @dlt.transformer(
     name="conversations",
     primary_key="id",
     write_disposition="merge",
     columns=dlt_column_hints(CONVERSATION_COLUMN_TYPES),
 )
-def conversations(page: list[dict[str, Any]]) -> Iterator[Any]:
+def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
-    table, new_columns = conversations_table(page)
+    table, new_columns = conversations_table(page, types.current())
     yield _with_new_column_hints(table, new_columns)
 
 
@@ -240,8 +264,8 @@ def conversations(page: list[dict[str, Any]]) -> Iterator[Any]:
     write_disposition="merge",
     columns=dlt_column_hints(TURN_COLUMN_TYPES),
 )
-def turns(page: list[dict[str, Any]]) -> Iterator[Any]:
+def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
-    table, new_columns = turns_table(page)
+    table, new_columns = turns_table(page, types.current())
     if table.num_rows:
         yield _with_new_column_hints(table, new_columns)

@@ -7,7 +7,7 @@ values instead of becoming one column per key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -94,9 +94,11 @@ def has_hidden_transcript(conversation: dict[str, Any]) -> bool:
     return not conversation.get("turns") and (conversation.get("num_turns") or 0) > 0
 
 
-def conversations_table(page: Sequence[dict[str, Any]]) -> ShapedTable:
-    columns = _collect_columns(page, CONVERSATION_COLUMN_TYPES, skip=CONVERSATION_NESTED_FIELDS)
-    return _build_table(columns, CONVERSATION_COLUMN_TYPES)
+def conversations_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = None) -> ShapedTable:
+    """Rows of `conversations`; `types` carries the column types learnt from earlier pages."""
+    types = dict(CONVERSATION_COLUMN_TYPES) if types is None else types
+    columns = _collect_columns(page, types, skip=CONVERSATION_NESTED_FIELDS)
+    return _build_table(columns, types)
 
 
 def turn_rows(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,16 +124,18 @@ def turn_rows(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def turns_table(page: Sequence[dict[str, Any]]) -> ShapedTable:
-    columns = _collect_columns(turn_rows(page), TURN_COLUMN_TYPES, skip=())
-    return _build_table(columns, TURN_COLUMN_TYPES)
+def turns_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = None) -> ShapedTable:
+    """Rows of `turns`; `types` carries the column types learnt from earlier pages."""
+    types = dict(TURN_COLUMN_TYPES) if types is None else types
+    columns = _collect_columns(turn_rows(page), types, skip=())
+    return _build_table(columns, types)
 
 
 def _collect_columns(
     rows: Sequence[dict[str, Any]], known: dict[str, str], skip: Iterable[str]
 ) -> dict[str, list[Any]]:
     """Column name -> values, known columns first; a field missing from a row is None."""
-    names = dict.fromkeys(known)
+    names = {name: None for name in known if not name.endswith(VARIANT_SUFFIX)}
     skipped = set(skip)
     for row in rows:
         for name in row:
@@ -142,21 +146,87 @@ def _collect_columns(
 
 class ShapedTable(NamedTuple):
     table: pa.Table
-    # Types of the columns the connector does not know (new API fields), for dlt's hints.
+    # Types of the columns the connector did not know before this page, for dlt's hints.
     new_columns: dict[str, str]
 
 
-def _build_table(columns: dict[str, list[Any]], known: dict[str, str]) -> ShapedTable:
+# Python types a column of each type takes as they are; bool is not an int here.
+ACCEPTED_TYPES: dict[str, tuple[type, ...] | None] = {
+    "text": (str,),
+    "bigint": (int,),
+    "double": (int, float),
+    "bool": (bool,),
+    "timestamp": (str, datetime),
+    "json": None,
+}
+
+
+VARIANT_SUFFIX = "__v_json"
+
+
+def variant_column(name: str) -> str:
+    """Where values that do not fit a column's type go, as exact JSON (dlt's variant naming)."""
+    return f"{name}{VARIANT_SUFFIX}"
+
+
+def types_from_schema(known: dict[str, str], schema_columns: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The known column types plus those an earlier run learnt and dlt keeps in its schema."""
+    types = dict(known)
+    for name, column in schema_columns.items():
+        data_type = column.get("data_type")
+        if name not in types and data_type in ARROW_TYPES and not name.startswith("_dlt"):
+            types[name] = data_type
+    return types
+
+
+def _build_table(columns: dict[str, list[Any]], types: dict[str, str]) -> ShapedTable:
+    """One Arrow table; `types` (column -> type) learns the columns it had not seen."""
     arrays = []
     fields = []
     new_columns = {}
     for name, values in columns.items():
-        data_type = known.get(name)
+        data_type = types.get(name)
         if data_type is None:
-            data_type = new_columns[name] = infer_data_type(values)
-        arrays.append(_to_arrow(values, data_type))
+            data_type = types[name] = new_columns[name] = infer_data_type(values)
+        fitting, misfits = _split_misfits(values, data_type)
+        arrays.append(_to_arrow(fitting, data_type))
         fields.append(pa.field(name, ARROW_TYPES[data_type]))
+        if misfits is not None:
+            variant = variant_column(name)
+            if types.get(variant) != "json":
+                types[variant] = new_columns[variant] = "json"
+            arrays.append(_to_arrow(misfits, "json"))
+            fields.append(pa.field(variant, pa.string()))
     return ShapedTable(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), new_columns)
+
+
+def _split_misfits(values: list[Any], data_type: str) -> tuple[list[Any], list[Any] | None]:
+    """Values that fit the column's type, and (if any do not) the others, so nothing is lost."""
+    if data_type == "timestamp":
+        return _parse_timestamps(values)
+    accepted = ACCEPTED_TYPES[data_type]
+    if accepted is None:
+        return values, None
+    kinds = {type(value) for value in values}
+    kinds.discard(type(None))
+    if kinds <= set(accepted):
+        return values, None
+    fitting = [value if type(value) in accepted else None for value in values]
+    misfits = [None if value is None or type(value) in accepted else value for value in values]
+    return fitting, misfits
+
+
+def _parse_timestamps(values: list[Any]) -> tuple[list[Any], list[Any] | None]:
+    parsed: list[datetime | None] = []
+    misfits: list[Any] = []
+    for value in values:
+        try:
+            parsed.append(parse_timestamp(value))
+            misfits.append(None)
+        except (ValueError, TypeError, OverflowError, AttributeError):
+            parsed.append(None)
+            misfits.append(value)
+    return parsed, misfits if any(m is not None for m in misfits) else None
 
 
 def infer_data_type(values: Iterable[Any]) -> str:
@@ -186,16 +256,10 @@ def _dump_json(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "json": _dump_json,
-    "timestamp": parse_timestamp,
-}
-
-
 def _to_arrow(values: list[Any], data_type: str) -> pa.Array:
-    converter = _CONVERTERS.get(data_type)
-    if converter is not None:
-        values = [converter(value) for value in values]
+    """Values already checked against the type (timestamps already parsed) as an Arrow array."""
+    if data_type == "json":
+        values = [_dump_json(value) for value in values]
     return pa.array(values, type=ARROW_TYPES[data_type])
 
 
