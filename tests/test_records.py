@@ -138,7 +138,10 @@ def test_values_that_do_not_fit_their_column_go_to_a_variant_column_exactly() ->
     first, _ = conversations_table([conversation(total_duration=30)], types)
     assert first.column("total_duration").to_pylist() == [30]
     table, new_columns = conversations_table(
-        [conversation(total_duration=12.5), conversation(id="CA2", total_duration=7, started_at="not a date")],
+        [
+            conversation(total_duration=12.5),
+            conversation(id="CA2", total_duration=7, started_at="not a date"),
+        ],
         types,
     )
     assert new_columns == {"total_duration__v_json": "json", "started_at__v_json": "json"}
@@ -146,7 +149,7 @@ def test_values_that_do_not_fit_their_column_go_to_a_variant_column_exactly() ->
     assert table.column("total_duration__v_json").to_pylist() == ["12.5", None]
     assert table.column("started_at__v_json").to_pylist() == [None, '"not a date"']
     # The type learnt on the first page holds for later pages of the run.
-    later, later_new = conversations_table([conversation(extra="x")], types)
+    _, later_new = conversations_table([conversation(extra="x")], types)
     again, again_new = conversations_table([conversation(extra=5)], types)
     assert later_new == {"extra": "text"}
     assert again_new == {"extra__v_json": "json"}
@@ -157,5 +160,7 @@ def test_values_that_do_not_fit_their_column_go_to_a_variant_column_exactly() ->
 def test_types_from_schema_keep_learnt_columns() -> None:
     from sources.polyai.records import types_from_schema
 
-    types = types_from_schema({"id": "text"}, {"extra": {"data_type": "bigint"}, "_dlt_id": {"data_type": "text"}})
+    types = types_from_schema(
+        {"id": "text"}, {"extra": {"data_type": "bigint"}, "_dlt_id": {"data_type": "text"}}
+    )
     assert types == {"id": "text", "extra": "bigint"}
