@@ -49,8 +49,8 @@ def test_demo_loads_duckdb_without_credentials(tmp_path: Path) -> None:
     assert "conversation rows" in result.stdout
     assert "SELECT" in result.stdout
     with duckdb.connect(str(tmp_path / "polyai_demo.duckdb"), read_only=True) as connection:
-        conversations = connection.sql("SELECT count(*) FROM polyai.conversations").fetchone()[0]
-        turns = connection.sql("SELECT count(*) FROM polyai.turns").fetchone()[0]
+        conversations = connection.sql("SELECT count(*) FROM polyai.conversations").fetchall()[0][0]
+        turns = connection.sql("SELECT count(*) FROM polyai.turns").fetchall()[0][0]
     assert 0 < conversations <= 400
     assert turns > conversations
 

@@ -58,6 +58,24 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
+class _JsonHintNotice(logging.Filter):
+    """Drops dlt's warning that our JSON-text Arrow columns are typed `json` by our hints.
+
+    That difference is intended (dlt has no Arrow type for JSON); left in, it prints on
+    every page of every run and hides warnings that matter.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "when merging arrow schema with dlt schema" in message
+            and ("resource: conversations," in message or "resource: turns," in message)
+        )
+
+
+logging.getLogger("dlt").addFilter(_JsonHintNotice())
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

@@ -1,0 +1,7 @@
+"""A local, PolyAI-compatible simulator of the Conversations list endpoint (localhost only)."""
+
+from .clock import SimClock
+from .server import SimulatorServer
+from .simulator import Faults, SimConfig, Simulator
+
+__all__ = ["Faults", "SimClock", "SimConfig", "Simulator", "SimulatorServer"]
