@@ -20,23 +20,23 @@ EXAMPLE_QUERIES = (
     (
         "Conversations per day and channel",
         "SELECT date_trunc('day', started_at) AS day, channel, count(*) AS conversations\n"
-        "FROM polyai.conversations GROUP BY ALL ORDER BY day, channel",
+        "FROM {dataset}.conversations GROUP BY ALL ORDER BY day, channel",
     ),
     (
         "Handoff rate by variant",
         "SELECT variant_name, round(avg(handoff::int), 3) AS handoff_rate, count(*) AS conversations\n"
-        "FROM polyai.conversations WHERE NOT in_progress GROUP BY ALL ORDER BY conversations DESC",
+        "FROM {dataset}.conversations WHERE NOT in_progress GROUP BY ALL ORDER BY conversations DESC",
     ),
     (
         "A transcript, turn by turn",
-        "SELECT turn_index, user_input, agent_response FROM polyai.turns\n"
-        "WHERE conversation_id = (SELECT id FROM polyai.conversations ORDER BY num_turns DESC LIMIT 1)\n"
+        "SELECT turn_index, user_input, agent_response FROM {dataset}.turns\n"
+        "WHERE conversation_id = (SELECT id FROM {dataset}.conversations ORDER BY num_turns DESC LIMIT 1)\n"
         "ORDER BY turn_index",
     ),
     (
         "Most frequent intents (JSON lists unnested)",
         "SELECT intent, count(*) AS turns FROM (\n"
-        "  SELECT unnest(from_json(intents, '[\"VARCHAR\"]')) AS intent FROM polyai.turns)\n"
+        "  SELECT unnest(from_json(intents, '[\"VARCHAR\"]')) AS intent FROM {dataset}.turns)\n"
         "GROUP BY ALL ORDER BY turns DESC LIMIT 5",
     ),
 )
@@ -80,13 +80,14 @@ def run_demo(args: argparse.Namespace) -> int:
         summary = run_load(pipeline, source)
     print(summary.render())
     print(f"\nDuckDB file: {DEMO_DATABASE} (dataset {args.dataset_name})")
-    show_examples(DEMO_DATABASE)
+    show_examples(DEMO_DATABASE, args.dataset_name)
     return 0
 
 
-def show_examples(database: str) -> None:
+def show_examples(database: str, dataset: str) -> None:
     with duckdb.connect(database, read_only=True) as connection:
-        for title, sql in EXAMPLE_QUERIES:
+        for title, template in EXAMPLE_QUERIES:
+            sql = template.format(dataset=dataset)
             print(f"\n-- {title}\n{sql};")
             print(connection.sql(sql).limit(8))
     print(f"Open it yourself: duckdb {database}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import socket
 import threading
 import time
 import uuid
@@ -120,8 +121,22 @@ class Handler(BaseHTTPRequestHandler):
             "returned": 0,
             "ids": [],
         }
-        if simulator.faults.latency_seconds:
-            time.sleep(simulator.faults.latency_seconds)
+        faults = simulator.faults
+        if faults.latency_seconds:
+            time.sleep(faults.latency_seconds)
+        fault = faults.draw()
+        entry["fault"] = fault
+        if fault == "slow":
+            time.sleep(faults.slow_seconds)
+        elif fault == "reset":
+            simulator.record(entry)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        elif fault in ("rate_limit", "server_error"):
+            simulator.record({**entry, "status": 429 if fault == "rate_limit" else 503})
+            self.send_error_envelope(fault, correlation_id)
+            return
         try:
             body = self.answer(simulator, url.path, params, entry)
             status = 200
@@ -140,8 +155,40 @@ class Handler(BaseHTTPRequestHandler):
         simulator.record(entry)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("X-PolyAI-Correlation-Id", correlation_id)
+        if status == 200 and fault == "truncate":
+            # Declares the whole body, sends half of it, hangs up: an incomplete read.
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        if status == 200 and fault == "invalid_json":
+            # A complete response whose body is cut JSON: only parsing notices.
+            body = body[: max(1, len(body) // 2)]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_error_envelope(self, fault: str, correlation_id: str) -> None:
+        status, code = (429, "RATE_LIMITED") if fault == "rate_limit" else (503, "SERVICE_UNAVAILABLE")
+        message = "Too many requests." if status == 429 else "The service is temporarily unavailable."
+        body = orjson.dumps(
+            {
+                "success": False,
+                "error": message,
+                "error_id": correlation_id,
+                "error_code": code,
+                "error_message": message,
+                "data": None,
+            }
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-PolyAI-Correlation-Id", correlation_id)
+        if status == 429:
+            self.send_header("Retry-After", self.server.simulator.faults.retry_after)
         self.end_headers()
         self.wfile.write(body)
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from .clock import SimClock
+from .faults import Faults
 from .generator import PlannedConversation, plan_conversation
 from .views import ViewOptions, render
 
@@ -38,13 +39,6 @@ class SimConfig:
     latency_object_fraction: float = 0.0
     v2_cursor: bool = True
     max_limit: int = 1000
-
-
-@dataclass
-class Faults:
-    """What the simulator does wrong on purpose."""
-
-    latency_seconds: float = 0.0
 
 
 @dataclass

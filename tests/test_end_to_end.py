@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import T0, Harness, make_harness
 from truth import compare_tables
 
@@ -50,8 +51,26 @@ def check_run_against_truth(harness: Harness) -> None:
     assert not stale, f"in-progress rows that nobody will re-pull: {sorted(stale)[:3]}"
 
 
-def test_runs_while_the_clock_moves_end_exactly_at_the_truth(harness: Harness) -> None:
+FAULTS_10_PERCENT = {
+    "rate_limit": 0.03,
+    "server_error": 0.02,
+    "reset": 0.015,
+    "truncate": 0.015,
+    "invalid_json": 0.01,
+    "slow": 0.01,
+}
+
+
+@pytest.mark.parametrize("faults", [{}, FAULTS_10_PERCENT], ids=["clean", "10pct-faults"])
+def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
+    harness: Harness, faults: dict[str, float]
+) -> None:
+    harness.simulator.faults.set_rates(**faults)
+    harness.simulator.faults.slow_seconds = 1.5
+    harness.source_options.update(read_timeout=1.0, max_retry_delay=0.2, backoff_factor=0.01, limit=5)
     pending_seen = 0
+    faults_seen: list[str] = []
+    requests = 0
     for minutes in STEPS_MINUTES:
         pending_before = len(harness.source_state.get("pending", {}))
         harness.simulator.reset_stats()
@@ -59,9 +78,15 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(harness: Harness) -
         pending_seen = max(pending_seen, summary.pending)
         # Re-pulls cost what is pending, not the history between pending conversations.
         assert repull_served(harness) <= pending_before
+        faults_seen += [entry["fault"] for entry in harness.simulator.stats.request_log if entry.get("fault")]
+        requests += harness.simulator.stats.requests
         check_run_against_truth(harness)
         harness.clock.advance(timedelta(minutes=minutes))
     assert pending_seen > 0, "the scenario never had a conversation in progress at a run"
+    if faults:
+        assert len(set(faults_seen)) >= 3 and len(faults_seen) >= 0.05 * requests, (faults_seen, requests)
+    else:
+        assert faults_seen == []
 
     harness.run()
     truth = harness.simulator.truth(include_latency=True)

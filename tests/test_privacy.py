@@ -13,7 +13,11 @@ def conversation() -> dict:
         "id": "CA1",
         "from_number": "+447700900123",
         "to_number": "+442079460000",
-        "state": {"from_": "+447700900123", "to": "+442079460000", "customer": {"name": "Ana", "dob": "1990"}},
+        "state": {
+            "from_": "+447700900123",
+            "to": "+442079460000",
+            "customer": {"name": "Ana", "dob": "1990"},
+        },
         "turns": [{"user_input": "my name is Ana", "agent_response": "Hi Ana", "user_input_dtmf": ""}],
     }
 
