@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +66,8 @@ class Simulator:
         self.clock = clock or SimClock()
         self.faults = Faults()
         self.stats = Stats()
+        # Called after every answered request: tests move the clock while a client pages.
+        self.after_request: Callable[[], None] | None = None
         self._lock = threading.Lock()
         span = config.end - config.start
         planned = [
@@ -97,6 +100,8 @@ class Simulator:
             self.stats.requests += 1
             self.stats.conversations_served += entry.get("returned", 0)
             self.stats.request_log.append(entry)
+        if self.after_request is not None:
+            self.after_request()
 
     def select(self, query: Query, now: datetime) -> list[PlannedConversation]:
         """Visible conversations matching the filters, in started_at order."""

@@ -125,3 +125,37 @@ def test_rejected_key_exits_with_the_api_error_and_no_traceback(
     assert "correlation id" in result.stderr
     assert "Traceback" not in result.stderr
     assert "wrong-key-123" not in result.stdout + result.stderr
+
+
+def test_api_key_and_salt_never_land_in_output_files_or_the_database(
+    tmp_path: Path, live_simulator: tuple[Simulator, str]
+) -> None:
+    simulator, base_url = live_simulator
+    simulator.config.api_key = key = "sk-live-7f3a9c1e5b2d4f60-unique-marker"
+    salt = "salt-3b8e1d2a9c7f-unique-marker"
+    env = {
+        "SOURCES__POLYAI__API_KEY": key,
+        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
+        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
+        "SOURCES__POLYAI__BASE_URL": base_url,
+        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
+        "SOURCES__POLYAI__PHONE_NUMBERS": "hash",
+        "SOURCES__POLYAI__PII_SALT": salt,
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "secret.duckdb"),
+        "RUNTIME__LOG_LEVEL": "INFO",
+    }
+    result = run_cli(tmp_path, "--verbose", env=env)
+    assert result.returncode == 0, result.stderr
+    simulator.config.api_key = "another-key"  # the next run is refused: an error path too
+    failed = run_cli(tmp_path, "--verbose", env=env)
+    assert failed.returncode == 2
+    for secret in (key, salt):
+        assert secret not in result.stdout + result.stderr + failed.stdout + failed.stderr
+        leaks = [
+            str(path)
+            for path in tmp_path.rglob("*")
+            if path.is_file() and secret.encode() in path.read_bytes()
+        ]
+        assert leaks == [], f"{secret} written to {leaks}"
+    assert (tmp_path / "secret.duckdb").stat().st_size > 0
+    assert any((tmp_path / "pipelines").rglob("*")), "the pipeline's working folder was searched"

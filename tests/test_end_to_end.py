@@ -157,3 +157,63 @@ def test_api_versions_give_identical_tables(tmp_path: Path) -> None:
                     assert v1_row.get(key) is None
                 else:
                     assert v1_row[key] == value, (key, v1_row[key], value)
+
+
+@pytest.mark.parametrize("version", ["v1", "v3"])
+def test_paging_while_conversations_arrive_skips_and_doubles_nothing(tmp_path: Path, version: str) -> None:
+    """The clock moves 2 minutes per request, so late arrivals land between pages mid-run."""
+    config = SimConfig(
+        seed=9,
+        n_conversations=250,
+        start=T0,
+        end=T0 + timedelta(hours=3),
+        late_arrival_fraction=0.5,
+    )
+    clock = SimClock(T0 + timedelta(hours=1))
+    for harness in make_harness(tmp_path, config, clock, name=f"drift_{version}", api_version=version):
+        harness.simulator.after_request = lambda: clock.advance(timedelta(minutes=2))
+        for _ in range(4):
+            harness.run(limit=7, concurrency=1)
+            check_run_against_truth_at_run_time(harness)
+        harness.simulator.after_request = None
+        clock.advance(timedelta(hours=12))
+        harness.run(limit=7)
+        problems = compare_tables(
+            truth_as_loaded(harness),
+            harness.rows("conversations", "id"),
+            harness.rows("turns", "conversation_id, turn_index"),
+        )
+        assert not problems, "\n".join(problems[:20])
+        offset_requests = [e for e in harness.simulator.stats.request_log if "offset" in e["params"]]
+        assert bool(offset_requests) == (version == "v1")
+
+
+def check_run_against_truth_at_run_time(harness: Harness) -> None:
+    """No duplicates, and every loaded finished conversation is final, turns included."""
+    conversations = harness.rows("conversations", "id")
+    assert len({row["id"] for row in conversations}) == len(conversations)
+    truth = {c["id"]: c for c in truth_as_loaded(harness)}
+    finished = [row for row in conversations if not row["in_progress"]]
+    finished_ids = {row["id"] for row in finished}
+    turns = [
+        r
+        for r in harness.rows("turns", "conversation_id, turn_index")
+        if r["conversation_id"] in finished_ids
+    ]
+    problems = compare_tables([truth[row["id"]] for row in finished], finished, turns)
+    assert not problems, "\n".join(problems[:20])
+
+
+V1_LACKS = ("translated_user_input", "english_agent_response", "barge_in", "latency")
+
+
+def truth_as_loaded(harness: Harness) -> list[dict[str, Any]]:
+    """The simulator's v3 truth, less the turn fields v1 does not have when the harness reads v1."""
+    truth = harness.simulator.truth()
+    if harness.source_options.get("api_version") != "v1":
+        return truth
+    for conversation in truth:
+        conversation["turns"] = [
+            {k: v for k, v in turn.items() if k not in V1_LACKS} for turn in conversation["turns"]
+        ]
+    return truth
