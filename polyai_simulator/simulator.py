@@ -138,6 +138,12 @@ class Simulator:
             cached = self._cache[key] = orjson.dumps(self.view(conversation, now, options))
         return cached
 
+    def warm_cache(self, version: str = "v3") -> None:
+        """Serialize every finished conversation now (benchmarks: no contender pays for it)."""
+        now = self.now()
+        for conversation in self.conversations:
+            self.view_bytes(conversation, now, self.options(version))
+
     def options(self, version: str = "v3", **flags: bool) -> ViewOptions:
         return ViewOptions(version=version, transcripts_enabled=self.config.transcripts_enabled, **flags)
 

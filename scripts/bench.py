@@ -57,7 +57,9 @@ def serve(conversations: int, days: float, latency: float) -> None:
     )
     simulator = Simulator(config, SimClock(end + timedelta(days=1)))
     simulator.faults.latency_seconds = latency
+    # Render every page once so that no contender pays for the simulator's first rendering.
     truth_turns = sum(len(c["turns"]) for c in simulator.truth())
+    simulator.warm_cache()
     server = SimulatorServer(simulator)
     print(json.dumps({"base_url": server.start(), "turns": truth_turns}), flush=True)
     threading.Event().wait()

@@ -32,8 +32,8 @@ def kill_after_pages(count: int) -> None:
     original = client_module.PolyAIClient.iter_pages
     seen = {"pages": 0}
 
-    def counting(self, window):  # type: ignore[no-untyped-def]
-        for page in original(self, window):
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for page in original(self, *args, **kwargs):
             seen["pages"] += 1
             if seen["pages"] > count:
                 die()

@@ -119,8 +119,11 @@ def test_rejected_key_exits_with_the_api_error_and_no_traceback(
         "SOURCES__POLYAI__BASE_URL": base_url,
         "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "rejected.duckdb"),
     }
+    simulator.reset_stats()
     result = run_cli(tmp_path, env=env)
     assert result.returncode == 2
+    # Never retried: at most one request per connection before the run stops.
+    assert 1 <= simulator.stats.requests <= 4
     assert "403" in result.stderr
     assert "correlation id" in result.stderr
     assert "Traceback" not in result.stderr

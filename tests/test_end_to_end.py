@@ -217,3 +217,22 @@ def truth_as_loaded(harness: Harness) -> list[dict[str, Any]]:
             {k: v for k, v in turn.items() if k not in V1_LACKS} for turn in conversation["turns"]
         ]
     return truth
+
+
+def test_a_rate_limited_api_slows_the_run_down_instead_of_failing_it(tmp_path: Path) -> None:
+    config = SimConfig(seed=4, n_conversations=200, start=T0, end=T0 + timedelta(hours=8))
+    clock = SimClock(T0 + timedelta(hours=20))
+    for harness in make_harness(tmp_path, config, clock, name="rate_limited"):
+        harness.simulator.faults.rate_per_second = 8
+        harness.simulator.faults.burst = 2
+        harness.simulator.faults.retry_after = "1"
+        summary = harness.run(limit=10, concurrency=4, max_retry_delay=0.5, backoff_factor=0.05)
+        limited = [e for e in harness.simulator.stats.request_log if e.get("fault") == "rate_limit"]
+        assert limited, "the token bucket never refused a request"
+        assert summary.conversations == len(harness.simulator.truth())
+        problems = compare_tables(
+            harness.simulator.truth(),
+            harness.rows("conversations", "id"),
+            harness.rows("turns", "conversation_id, turn_index"),
+        )
+        assert not problems, "\n".join(problems[:20])

@@ -15,7 +15,7 @@ from dlt.sources.helpers.requests.session import Session
 from requests import Response
 
 from .config import ConnectorSettings
-from .retries import RequestPacer, RetryBudget, body_is_broken, make_retrying, make_session
+from .retries import RequestPacer, RetryBudget, make_retrying, make_session
 from .settings import API_KEY_HEADER, CORRELATION_HEADER
 from .windows import Window
 
@@ -125,18 +125,22 @@ class PolyAIClient:
             params["in_progress"] = "false"
         return params
 
-    def iter_pages(self, window: Window) -> Iterator[Page]:
+    def iter_pages(self, window: Window, parse_slots: PageSlots | None = None) -> Iterator[Page]:
         """Every page of one window: keyset `cursor` where the API gives one, else `next_offset`.
 
         Offset pages are positions in a result set that moves while conversations are
         written, so each offset page re-reads a few rows of the previous one and repeats are
         dropped: a shift in either direction neither skips nor doubles a conversation.
+
+        With `parse_slots`, a page is decoded only once a slot is free; the consumer releases
+        it when done with the page. Raw bodies are small, decoded pages are ten times larger:
+        this keeps memory flat however many windows are fetched at once.
         """
         params = self.window_params(window)
         offset_paging = False
         seen: set[str] = set()
         while True:
-            body = self._get(params)
+            body = self._get(params, parse_slots)
             conversations = body.get("conversations") or []
             cursor = body.get("cursor")
             next_offset = body.get("next_offset")
@@ -156,20 +160,33 @@ class PolyAIClient:
             else:
                 return
 
-    def _get(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _get(self, params: dict[str, Any], parse_slots: PageSlots | None) -> dict[str, Any]:
+        """One page, decoded; a body that passed the retry check but does not parse is fetched again."""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            response = self._request(params)
+            if parse_slots is not None:
+                parse_slots.acquire()
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                body = None
+            if isinstance(body, dict):
+                return body
+            if parse_slots is not None:
+                parse_slots.release()
+            logger.info("page body is not a JSON object (attempt %d); fetching it again", attempt)
+        raise InvalidResponseError(
+            f"PolyAI API sent a body that is not a JSON object to GET {self.url} "
+            f"{self.settings.max_attempts} times "
+            f"(correlation id {response.headers.get(CORRELATION_HEADER, 'none')})"
+        )
+
+    def _request(self, params: dict[str, Any]) -> Response:
         with self._count_lock:
             self.requests_made += 1
         response = self._session.get(self.url, params=params)
         if response.status_code == 200:
-            body = getattr(response, "parsed_body", None)
-            if body is None and not body_is_broken(response, None):
-                body = response.parsed_body  # type: ignore[attr-defined]
-            if not isinstance(body, dict):
-                raise InvalidResponseError(
-                    f"PolyAI API sent a body that is not a JSON object to GET {self.url} "
-                    f"(correlation id {response.headers.get(CORRELATION_HEADER, 'none')})"
-                )
-            return body
+            return response
         raise self._error(response)
 
     def _error(self, response: Response) -> PolyAIAPIError:
@@ -194,6 +211,28 @@ def next_page_offset(current: int, next_offset: int, limit: int) -> int:
 
 
 _DONE = object()
+# Decoded pages alive at once: one being shaped, one ready.
+DECODED_PAGES = 2
+
+
+class _Stopped(Exception):
+    """The consumer went away; a worker waiting for a slot gives up quietly."""
+
+
+class PageSlots:
+    """A semaphore whose waiters give up when the run stops."""
+
+    def __init__(self, slots: int, stop: threading.Event) -> None:
+        self._semaphore = threading.Semaphore(slots)
+        self._stop = stop
+
+    def acquire(self) -> None:
+        while not self._semaphore.acquire(timeout=0.1):
+            if self._stop.is_set():
+                raise _Stopped
+
+    def release(self) -> None:
+        self._semaphore.release()
 
 
 def iter_windows_concurrently(
@@ -201,27 +240,19 @@ def iter_windows_concurrently(
 ) -> Iterator[Page]:
     """Pages of all windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
-    Pages pass through a small bounded queue, so memory stays at a few pages whatever the
-    size of the run; the caller's thread does everything else (state, shaping).
+    Even with one connection the next page is fetched while the caller shapes the current one.
+    Requests and downloads run in parallel; decoding waits for one of DECODED_PAGES slots, so
+    memory stays flat whatever the size of the run or the concurrency. The caller's thread
+    does everything else (state, shaping).
     """
-    if concurrency <= 1 or len(windows) <= 1:
-        for window in windows:
-            yield from client.iter_pages(window)
+    if not windows:
         return
-    pages: queue.Queue[Any] = queue.Queue(maxsize=concurrency * 2)
+    stop = threading.Event()
+    slots = PageSlots(DECODED_PAGES, stop)
+    pages: queue.Queue[Any] = queue.Queue()
     todo: queue.Queue[Window] = queue.Queue()
     for window in windows:
         todo.put(window)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                pages.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def work() -> None:
         try:
@@ -230,13 +261,16 @@ def iter_windows_concurrently(
                     window = todo.get_nowait()
                 except queue.Empty:
                     return
-                for page in client.iter_pages(window):
-                    if not put(page):
+                for page in client.iter_pages(window, slots):
+                    pages.put(page)
+                    if stop.is_set():
                         return
+        except _Stopped:
+            return
         except BaseException as error:
-            put(error)
+            pages.put(error)
         finally:
-            put(_DONE)
+            pages.put(_DONE)
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(min(concurrency, len(windows)))]
     for worker in workers:
@@ -251,6 +285,7 @@ def iter_windows_concurrently(
                 raise item
             else:
                 yield item
+                slots.release()
     finally:
         stop.set()
         for worker in workers:

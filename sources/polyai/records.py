@@ -200,7 +200,7 @@ def _build_table(columns: dict[str, list[Any]], types: dict[str, str]) -> Shaped
     return ShapedTable(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), new_columns)
 
 
-def _split_misfits(values: list[Any], data_type: str) -> tuple[list[Any], list[Any] | None]:
+def _split_misfits(values: list[Any], data_type: str) -> tuple[Any, list[Any] | None]:
     """Values that fit the column's type, and (if any do not) the others, so nothing is lost."""
     if data_type == "timestamp":
         return _parse_timestamps(values)
@@ -216,9 +216,15 @@ def _split_misfits(values: list[Any], data_type: str) -> tuple[list[Any], list[A
     return fitting, misfits
 
 
-def _parse_timestamps(values: list[Any]) -> tuple[list[Any], list[Any] | None]:
+def _parse_timestamps(values: list[Any]) -> tuple[Any, list[Any] | None]:
+    """Timestamps as an Arrow array: Arrow's own ISO 8601 parser first, Python's where it gives up."""
+    try:
+        return pa.array(values, type=pa.string()).cast(TIMESTAMP_TYPE), None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
     parsed: list[datetime | None] = []
     misfits: list[Any] = []
+    any_misfit = False
     for value in values:
         try:
             parsed.append(parse_timestamp(value))
@@ -226,7 +232,8 @@ def _parse_timestamps(values: list[Any]) -> tuple[list[Any], list[Any] | None]:
         except (ValueError, TypeError, OverflowError, AttributeError):
             parsed.append(None)
             misfits.append(value)
-    return parsed, misfits if any(m is not None for m in misfits) else None
+            any_misfit = True
+    return parsed, misfits if any_misfit else None
 
 
 def infer_data_type(values: Iterable[Any]) -> str:
@@ -256,8 +263,10 @@ def _dump_json(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _to_arrow(values: list[Any], data_type: str) -> pa.Array:
+def _to_arrow(values: list[Any] | pa.Array, data_type: str) -> pa.Array:
     """Values already checked against the type (timestamps already parsed) as an Arrow array."""
+    if isinstance(values, pa.Array):
+        return values
     if data_type == "json":
         values = [_dump_json(value) for value in values]
     return pa.array(values, type=ARROW_TYPES[data_type])

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from dlt.sources.helpers.requests.retry import (
     DEFAULT_RETRY_EXCEPTIONS,
     DEFAULT_RETRY_STATUS,
@@ -39,18 +38,15 @@ logger = logging.getLogger(__name__)
 
 
 def body_is_broken(response: Response | None, exception: BaseException | None) -> bool:
-    """A 200 whose body is truncated or not a JSON object is retried like a 5xx.
+    """A 200 whose body is cut short is retried like a 5xx.
 
-    The parsed body is kept on the response so that a page is decoded once.
+    A cheap check (a JSON object starts with `{` and ends with `}`) so that pages are decoded
+    once, later and one at a time; the client fetches again a body that still fails to parse.
     """
     if response is None or response.status_code != 200:
         return False
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return True
-    response.parsed_body = body  # type: ignore[attr-defined]
-    return not isinstance(body, dict)
+    body = response.content.strip()
+    return not (body.startswith(b"{") and body.endswith(b"}"))
 
 
 class RequestPacer:
