@@ -11,6 +11,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
 
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
+from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 
 DEFAULT_PIPELINE_NAME = "polyai_conversations"
 DEFAULT_DATASET = "polyai"
@@ -54,6 +55,7 @@ class RunSummary:
     requests: int
     expired: int
     hidden_transcripts: int
+    new_columns: list[str]
     load_info: LoadInfo | None
 
     def render(self) -> str:
@@ -65,6 +67,8 @@ class RunSummary:
         ]
         if self.expired:
             lines.append(f"gave up on {self.expired} conversations still in progress past max_pending_hours")
+        if self.new_columns:
+            lines.append(f"schema changes: new columns {', '.join(self.new_columns)}")
         if self.hidden_transcripts:
             lines.append(
                 f"{self.hidden_transcripts} conversations had no transcript (the project's "
@@ -94,8 +98,30 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
         requests=last_run.get("requests", 0),
         expired=last_run.get("expired", 0),
         hidden_transcripts=last_run.get("hidden_transcripts", 0),
+        new_columns=new_columns(load_info),
         load_info=load_info,
     )
+
+
+KNOWN_COLUMNS = {"conversations": CONVERSATION_COLUMN_TYPES, "turns": TURN_COLUMN_TYPES}
+
+
+def new_columns(load_info: LoadInfo | None) -> list[str]:
+    """Columns this load added beyond the documented ones: new API fields and `__v_json` variants."""
+    if load_info is None:
+        return []
+    added = []
+    for package in load_info.load_packages:
+        for table, update in (package.schema_update or {}).items():
+            known = KNOWN_COLUMNS.get(table)
+            if known is None:
+                continue
+            added += [
+                f"{table}.{column}"
+                for column in update.get("columns", {})
+                if column not in known and not column.startswith("_dlt")
+            ]
+    return sorted(set(added))
 
 
 def expected_error(error: BaseException) -> BaseException | None:

@@ -236,3 +236,44 @@ def test_a_rate_limited_api_slows_the_run_down_instead_of_failing_it(tmp_path: P
             harness.rows("turns", "conversation_id, turn_index"),
         )
         assert not problems, "\n".join(problems[:20])
+
+
+def test_hidden_transcripts_never_delete_loaded_turns_and_warn_once(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.clock.advance(timedelta(hours=14))
+    harness.run()
+    turns_before = harness.rows("turns", "conversation_id, turn_index")
+    assert turns_before
+    # The project switches "Conversation transcript" off: the API now sends turns: [].
+    harness.simulator.config.transcripts_enabled = False
+    harness.clock.advance(timedelta(minutes=1))
+    with caplog.at_level("WARNING"):
+        summary = harness.run(lookback_minutes=24 * 60)  # re-reads everything with empty turns
+    assert summary.conversations > 0 and summary.hidden_transcripts > 0
+    assert harness.rows("turns", "conversation_id, turn_index") == turns_before
+    warnings = [r for r in caplog.records if "Conversation transcript" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_fields_the_api_adds_later_become_columns_named_in_the_summary(harness: Harness) -> None:
+    harness.clock.advance(timedelta(hours=14))
+    first = harness.run()
+    assert first.new_columns == []
+    original_view = harness.simulator.view
+
+    def with_new_fields(conversation: Any, now: Any, options: Any) -> dict[str, Any]:
+        record = original_view(conversation, now, options)
+        record["sentiment_score"] = 0.75
+        record["total_duration"] = 12.5  # a float where the API documents an integer
+        return record
+
+    harness.simulator.view = with_new_fields  # type: ignore[method-assign]
+    harness.simulator._cache.clear()
+    harness.clock.advance(timedelta(minutes=1))
+    summary = harness.run(lookback_minutes=24 * 60)
+    assert summary.new_columns == ["conversations.sentiment_score", "conversations.total_duration__v_json"]
+    rows = harness.rows("conversations", "id")
+    assert {row["sentiment_score"] for row in rows} == {0.75}
+    assert {row["total_duration__v_json"] for row in rows} == {"12.5"}
+    assert {row["total_duration"] for row in rows} == {None}
