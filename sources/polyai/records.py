@@ -101,33 +101,34 @@ def conversations_table(page: Sequence[dict[str, Any]], types: dict[str, str] | 
     return _build_table(columns, types)
 
 
-def turn_rows(page: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every turn of the page with its conversation's id, position and start time.
-
-    Conversations whose transcript is hidden yield no rows, so the turns already loaded for
-    them are kept rather than replaced by nothing.
-    """
-    rows = []
-    for conversation in page:
-        turns = conversation.get("turns") or []
-        for index, turn in enumerate(turns):
-            row = {
-                "conversation_id": conversation["id"],
-                "turn_index": index,
-                "conversation_started_at": conversation["started_at"],
-            }
-            row.update(turn)
-            latency = row.get("latency")
-            if isinstance(latency, (dict, list)):
-                row["latency_detail"] = row.pop("latency")
-            rows.append(row)
-    return rows
+# Columns of `turns` that come from the conversation, not from the turn object.
+TURN_CONTEXT_COLUMNS = ("conversation_id", "turn_index", "conversation_started_at")
 
 
 def turns_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = None) -> ShapedTable:
-    """Rows of `turns`; `types` carries the column types learnt from earlier pages."""
+    """Rows of `turns`, one per turn; `types` carries the column types learnt from earlier pages.
+
+    Conversations whose transcript is hidden have no turns here, so the turns already loaded
+    for them are kept rather than replaced by nothing. Columns are built straight from the
+    turn objects (no row dict per turn: a page has ~10k turns).
+    """
     types = dict(TURN_COLUMN_TYPES) if types is None else types
-    columns = _collect_columns(turn_rows(page), types, skip=())
+    owners: list[dict[str, Any]] = []
+    positions: list[int] = []
+    turns: list[dict[str, Any]] = []
+    for conversation in page:
+        for index, turn in enumerate(conversation.get("turns") or []):
+            owners.append(conversation)
+            positions.append(index)
+            turns.append(turn)
+    columns = _collect_columns(turns, types, skip=TURN_CONTEXT_COLUMNS)
+    columns["conversation_id"] = [owner["id"] for owner in owners]
+    columns["turn_index"] = positions
+    columns["conversation_started_at"] = [owner["started_at"] for owner in owners]
+    latency = columns["latency"]
+    if any(isinstance(value, (dict, list)) for value in latency):
+        columns["latency_detail"] = [v if isinstance(v, (dict, list)) else None for v in latency]
+        columns["latency"] = [None if isinstance(v, (dict, list)) else v for v in latency]
     return _build_table(columns, types)
 
 
