@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,8 @@ from dlt.extract.source import DltSource
 
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE_NAME = "polyai_conversations"
 DEFAULT_DATASET = "polyai"
@@ -77,8 +80,21 @@ class RunSummary:
         return "\n".join(lines)
 
 
+# Destinations the end-to-end suite runs against.
+TESTED_DESTINATIONS = ("duckdb",)
+
+
 def run_load(pipeline: dlt.Pipeline, source: DltSource) -> RunSummary:
-    file_format = FILE_FORMATS.get(destination_name(pipeline))
+    destination = destination_name(pipeline)
+    if destination not in TESTED_DESTINATIONS:
+        logger.warning(
+            "destination %s is not yet covered by this connector's end-to-end tests (only %s are): "
+            "check after the first load that JSON columns (metrics, state, intents, entities) "
+            "hold objects, not quoted strings",
+            destination,
+            ", ".join(TESTED_DESTINATIONS),
+        )
+    file_format = FILE_FORMATS.get(destination)
     load_info = pipeline.run(source, loader_file_format=file_format)  # type: ignore[arg-type]
     return summarize(pipeline, load_info)
 
