@@ -36,7 +36,10 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 def live_simulator() -> Iterator[tuple[Simulator, str]]:
     clock = SimClock()
     now = clock.now()
-    config = SimConfig(seed=3, n_conversations=150, start=now - timedelta(hours=6), end=now)
+    # Traffic ends an hour ago: nothing becomes visible while a test runs on the real clock.
+    config = SimConfig(
+        seed=3, n_conversations=150, start=now - timedelta(hours=7), end=now - timedelta(hours=1)
+    )
     simulator = Simulator(config, clock)
     server = SimulatorServer(simulator)
     yield simulator, server.start()
