@@ -1,45 +1,35 @@
-"""The simulated project: configuration, clock, conversations, queries and request statistics."""
+"""The simulated project: its conversations over time, the pages the API serves, and statistics."""
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from .clock import SimClock
+from .config import SimConfig
 from .faults import Faults
-from .generator import PlannedConversation, plan_conversation
+from .generator import Entry, GenParams, build_index, plan, to_us
+from .query import PageRequest, Query, encode_cursor, uses_cursor
 from .views import ViewOptions, render
 
-
-def _default_start() -> datetime:
-    return datetime.now(UTC) - timedelta(days=3)
-
-
-def _default_end() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class SimConfig:
-    seed: int = 1
-    n_conversations: int = 500
-    start: datetime = field(default_factory=_default_start)
-    end: datetime = field(default_factory=_default_end)
-    account_id: str = "acc-demo"
-    project_id: str = "proj-demo"
-    api_key: str = "sim-secret-key"
-    transcripts_enabled: bool = True
-    late_arrival_fraction: float = 0.05
-    long_running_fraction: float = 0.02
-    latency_object_fraction: float = 0.0
-    v2_cursor: bool = True
-    max_limit: int = 1000
+V1_DESCRIPTIONS: dict[str, Any] = {
+    "conversations": {
+        "id": "Unique ID for this conversation.",
+        "started_at": "Time when the conversation began, in ISO8601 format.",
+        "in_progress": "If true, the call is still in progress and its properties may change.",
+        "num_turns": "Number of turns in the conversation.",
+        "metrics": "Mapping of metric name -> value(s).",
+        "state": "Mapping of keys -> values written to the dialogue state.",
+        "turns": "Ordered list of turns in the conversation.",
+    }
+}
+_SELECTION_CACHE_SIZE = 64
 
 
 @dataclass
@@ -49,44 +39,41 @@ class Stats:
     request_log: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Query:
-    start: datetime | None = None
-    end: datetime | None = None
-    client_env: str = "live"
-    channels: tuple[str, ...] = ()
-    variant_id: str | None = None
-    variant_name: str | None = None
-    in_progress: bool | None = None
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    entries: tuple[Entry, ...]
+    ids: tuple[str, ...]  # the entries' ids, for cursor lookups when ordered by id
 
 
 class Simulator:
+    """Data, clock, faults and statistics of one simulated project.
+
+    `view(conversation, now, options)` is the one place a conversation becomes a dict; tests
+    may wrap it (then clear `_cache`) to simulate the API adding or changing fields.
+    """
+
     def __init__(self, config: SimConfig, clock: SimClock | None = None) -> None:
         self.config = config
-        self.clock = clock or SimClock()
+        self.clock = clock if clock is not None else SimClock()
         self.faults = Faults()
         self.stats = Stats()
-        # Called after every answered request: tests move the clock while a client pages.
+        # Called after every answered request, before the response is sent: tests move the
+        # clock there to make conversations arrive while a client is paging.
         self.after_request: Callable[[], None] | None = None
-        self._lock = threading.Lock()
-        span = config.end - config.start
-        planned = [
-            plan_conversation(
-                config.seed,
-                index,
-                config.start,
-                span,
-                config.late_arrival_fraction,
-                config.long_running_fraction,
-                config.latency_object_fraction,
-            )
-            for index in range(config.n_conversations)
-        ]
-        planned.sort(key=lambda c: (c.started_at, c.id))
-        self.conversations: list[PlannedConversation] = planned
-        self._started = [c.started_at for c in planned]
-        self._by_id = {c.id: c for c in planned}
+        self._params = GenParams.from_config(config)
+        self.conversations: list[Entry] = build_index(config)  # by (started_at, id)
+        self._started = [entry.started_us for entry in self.conversations]
+        self._by_id = {entry.id: entry for entry in self.conversations}
+        # A result set changes only when a conversation becomes visible or finishes: the
+        # number of such events up to `now` identifies it, so pages can share one selection.
+        self._events = sorted(
+            [entry.visible_us for entry in self.conversations] + [e.ends_us for e in self.conversations]
+        )
         self._cache: dict[tuple[str, ViewOptions], bytes] = {}
+        self._selections: dict[tuple[Query, int, bool], _Selection] = {}
+        self._lock = threading.Lock()
+
+    # --- time and statistics ---------------------------------------------------------------
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -103,34 +90,31 @@ class Simulator:
         if self.after_request is not None:
             self.after_request()
 
-    def select(self, query: Query, now: datetime) -> list[PlannedConversation]:
-        """Visible conversations matching the filters, in started_at order."""
-        low = 0 if query.start is None else bisect.bisect_left(self._started, query.start)
-        high = len(self._started) if query.end is None else bisect.bisect_left(self._started, query.end)
-        selected = []
-        for conversation in self.conversations[low:high]:
-            if conversation.visible_at > now or conversation.environment != query.client_env:
-                continue
-            if query.channels and conversation.channel not in query.channels:
-                continue
-            if query.variant_id and conversation.variant_id != query.variant_id:
-                continue
-            if query.variant_name and conversation.variant_name != query.variant_name:
-                continue
-            if query.in_progress is not None and (now < conversation.ends_at) != query.in_progress:
-                continue
-            selected.append(conversation)
-        return selected
+    # --- conversations ---------------------------------------------------------------------
 
-    def view(self, conversation: PlannedConversation, now: datetime, options: ViewOptions) -> dict[str, Any]:
-        record = render(conversation, now, options)
-        record["account_id"] = self.config.account_id
-        record["project_id"] = self.config.project_id
-        return record
+    def entry(self, conversation_id: str) -> Entry:
+        """The index row of a conversation (KeyError if there is none)."""
+        return self._by_id[conversation_id]
 
-    def view_bytes(self, conversation: PlannedConversation, now: datetime, options: ViewOptions) -> bytes:
-        """Serialized view; a finished conversation never changes, so its bytes are cached."""
-        if now < conversation.ends_at:
+    def options(self, version: str = "v3", **flags: bool) -> ViewOptions:
+        return ViewOptions(
+            version="v1" if version == "v1" else "v3",
+            transcripts_enabled=self.config.transcripts_enabled,
+            **flags,
+        )
+
+    def view(self, conversation: Entry, now: datetime, options: ViewOptions) -> dict[str, Any]:
+        return render(
+            plan(self._params, conversation.index),
+            to_us(now),
+            options,
+            self.config.account_id,
+            self.config.project_id,
+        )
+
+    def view_bytes(self, conversation: Entry, now: datetime, options: ViewOptions) -> bytes:
+        """The serialized view; a finished conversation never changes, so its bytes are cached."""
+        if to_us(now) < conversation.ends_us:
             return orjson.dumps(self.view(conversation, now, options))
         key = (conversation.id, options)
         cached = self._cache.get(key)
@@ -138,24 +122,106 @@ class Simulator:
             cached = self._cache[key] = orjson.dumps(self.view(conversation, now, options))
         return cached
 
-    def warm_cache(self, version: str = "v3") -> None:
-        """Serialize every finished conversation now (benchmarks: no contender pays for it)."""
+    def warm_cache(self, version: str = "v3", **flags: bool) -> None:
+        """Serialize every finished conversation now, so no benchmark contender pays for it."""
         now = self.now()
+        options = self.options(version, **flags)
         for conversation in self.conversations:
-            self.view_bytes(conversation, now, self.options(version))
+            self.view_bytes(conversation, now, options)
 
-    def options(self, version: str = "v3", **flags: bool) -> ViewOptions:
-        return ViewOptions(version=version, transcripts_enabled=self.config.transcripts_enabled, **flags)
+    def conversation(
+        self,
+        conversation_id: str,
+        version: str = "v3",
+        include_latency: bool = False,
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """One conversation as rendered now (or `at`), whether or not it is visible yet."""
+        moment = self.now() if at is None else at
+        options = self.options(version, include_latency=include_latency)
+        return orjson.loads(self.view_bytes(self.entry(conversation_id), moment, options))
 
     def truth(
         self, version: str = "v3", include_latency: bool = False, client_env: str = "live"
     ) -> list[dict[str, Any]]:
-        """Every visible conversation as the API shows it now with no other filter, by started_at."""
+        """Every visible conversation as the API shows it now with no other filter, by started_at.
+
+        Fresh dicts every call (decoded from the served bytes): callers may mutate them.
+        """
         now = self.now()
         options = self.options(version, include_latency=include_latency)
-        return [self.view(c, now, options) for c in self.select(Query(client_env=client_env), now)]
+        selection = self.select(Query(client_env=client_env), now)
+        return [orjson.loads(self.view_bytes(entry, now, options)) for entry in selection]
 
-    def conversation(self, conversation_id: str, version: str = "v3", include_latency: bool = False) -> dict:
-        return self.view(
-            self._by_id[conversation_id], self.now(), self.options(version, include_latency=include_latency)
+    # --- result sets and pages -------------------------------------------------------------
+
+    def select(self, query: Query, now: datetime, by_id: bool = False) -> Sequence[Entry]:
+        """Visible conversations matching the filters, by (started_at, id) or by id."""
+        return self._selection(query, to_us(now), by_id).entries
+
+    def _selection(self, query: Query, now_us: int, by_id: bool) -> _Selection:
+        key = (query, bisect.bisect_right(self._events, now_us), by_id)
+        with self._lock:
+            cached = self._selections.get(key)
+        if cached is not None:
+            return cached
+        low = 0 if query.start_us is None else bisect.bisect_left(self._started, query.start_us)
+        high = len(self._started) if query.end_us is None else bisect.bisect_left(self._started, query.end_us)
+        channels = set(query.channels)
+        selected = [
+            entry
+            for entry in self.conversations[low:high]
+            if entry.visible_us <= now_us
+            and entry.environment == query.client_env
+            and (not channels or entry.channel in channels)
+            and (query.variant_id is None or entry.variant_id == query.variant_id)
+            and (query.variant_name is None or entry.variant_name == query.variant_name)
+            and (query.in_progress is None or (now_us < entry.ends_us) == query.in_progress)
+        ]
+        if by_id:
+            selected.sort(key=lambda entry: entry.id)
+        selection = _Selection(tuple(selected), tuple(entry.id for entry in selected))
+        with self._lock:
+            if len(self._selections) >= _SELECTION_CACHE_SIZE:
+                del self._selections[next(iter(self._selections))]
+            self._selections[key] = selection
+        return selection
+
+    def page(self, request: PageRequest) -> tuple[bytes, list[str]]:
+        """The response body for one page, and the ids on it.
+
+        v1: ascending started_at, offset paging. v2/v3: id order (a stable keyset that is
+        deliberately not chronological); a cursor resumes after the last id served, so pages
+        neither skip nor repeat while conversations arrive, whereas an offset is a position in
+        the result set as it is at request time and drifts.
+        """
+        now = self.now()
+        version = request.version
+        keyset = version != "v1"
+        with_cursor = uses_cursor(version, self.config.v2_cursor)
+        selection = self._selection(request.query, to_us(now), keyset)
+        position = request.offset
+        if with_cursor and request.after_id is not None:
+            position = bisect.bisect_right(selection.ids, request.after_id)
+        page = selection.entries[position : position + request.limit]
+        more = position + request.limit < len(selection.entries)
+        options = self.options(
+            version,
+            include_latency=request.include_latency,
+            include_context_state=request.include_context_state,
+            include_turn_metadata=request.include_turn_metadata,
         )
+        parts = [
+            b'{"conversations":[',
+            b",".join([self.view_bytes(entry, now, options) for entry in page]),
+            b"]",
+        ]
+        if version == "v1":
+            parts.append(b',"descriptions":' + orjson.dumps(V1_DESCRIPTIONS))
+        if more:
+            parts.append(b',"next_offset":%d' % (position + request.limit))
+        if with_cursor:
+            cursor = encode_cursor(page[-1].id, request.query) if more else None
+            parts.append(b',"cursor":' + orjson.dumps(cursor))
+        parts.append(b"}")
+        return b"".join(parts), [entry.id for entry in page]

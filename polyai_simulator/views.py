@@ -1,103 +1,146 @@
-"""A planned conversation as the API shows it at a moment, in v3 (and v2) or legacy v1 form."""
+"""A planned conversation as the API shows it at a moment: v3 (v2 is identical) or legacy v1.
+
+One truth, two renderings. A client that normalizes v1 (null text -> "", null flags ->
+false, timestamps -> UTC) gets exactly the v3 values, microseconds included.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from .generator import PlannedConversation, iso
-
-V1_TEXT_FIELDS = ("variant_name", "from_number", "to_number", "handoff_reason", "handoff_destination")
-V1_TURN_TEXT = ("user_input", "user_input_dtmf", "agent_response")
-V1_DROPPED_TURN_FIELDS = ("translated_user_input", "english_agent_response", "latency", "barge_in")
+from .content import turn_metadata
+from .generator import US, Plan, Turn
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ViewOptions:
-    version: str = "v3"
+    """Everything a rendering depends on besides the moment; it keys the byte cache."""
+
+    version: str = "v3"  # "v1" or "v3"; v2 serves the v3 rendering
     include_latency: bool = False
     include_context_state: bool = False
     include_turn_metadata: bool = False
     transcripts_enabled: bool = True
 
 
-def render(conversation: PlannedConversation, now: datetime, options: ViewOptions) -> dict[str, Any]:
-    finished = now >= conversation.ends_at
-    turns = (
-        conversation.turns
-        if finished
-        else [t for t in conversation.turns if t.agent_response_datetime <= now]
-    )
+def v1_naive(iso: str) -> str:
+    """'2026-11-20T10:11:12.123456Z' -> '2026-11-20 10:11:12.123456' (UTC without saying so)."""
+    return iso[:10] + " " + iso[11:26]
+
+
+def v1_offset(iso: str) -> str:
+    """'...T10:11:12.123456Z' -> '...T10:11:12.123456+00:00'; whole seconds lose the fraction,
+    as Python's isoformat() does, which is how such inconsistencies arise."""
+    return (iso[:19] if iso[20:26] == "000000" else iso[:26]) + "+00:00"
+
+
+def visible_turns(plan: Plan, now_us: int, finished: bool) -> tuple[Turn, ...]:
+    """Turns already answered at `now_us`: a turn appears once its agent response is out."""
+    if finished:
+        return plan.turns
+    count = 0
+    for turn in plan.turns:
+        if turn.agent_us > now_us:
+            break
+        count += 1
+    return plan.turns[:count]
+
+
+def _metrics(plan: Plan, turns: tuple[Turn, ...], finished: bool) -> dict[str, str | list[str]]:
+    """name -> value, or the list of values once a name was written twice (as the API does)."""
     metrics: dict[str, Any] = {}
-    for turn in turns:
-        for name, value in turn.metric_writes:
-            if name not in metrics:
-                metrics[name] = value
-            elif isinstance(metrics[name], list):
-                metrics[name].append(value)
-            else:
-                metrics[name] = [metrics[name], value]
-    total = int(((conversation.ends_at if finished else now) - conversation.started_at).total_seconds())
+    writes = [write for turn in turns for write in turn.metric_writes]
+    if finished:
+        writes.extend(plan.final_metric_writes)
+    for name, value in writes:
+        current = metrics.get(name)
+        if current is None:
+            metrics[name] = value
+        elif isinstance(current, list):
+            current.append(value)
+        else:
+            metrics[name] = [current, value]
+    return metrics
+
+
+def render(plan: Plan, now_us: int, options: ViewOptions, account_id: str, project_id: str) -> dict[str, Any]:
+    entry = plan.entry
+    finished = now_us >= entry.ends_us
+    turns = visible_turns(plan, now_us, finished)
+    elapsed = max(0, ((entry.ends_us if finished else now_us) - entry.started_us) // US)
+    handled = max(0, (plan.handoff_us - entry.started_us) // US)
+    v1 = options.version == "v1"
     record: dict[str, Any] = {
-        "id": conversation.id,
-        "account_id": "",
-        "project_id": "",
-        "variant_id": conversation.variant_id,
+        "id": entry.id,
+        "account_id": account_id,
+        "project_id": project_id,
+        "variant_id": entry.variant_id,
     }
-    if conversation.variant_name is not None:
-        record["variant_name"] = conversation.variant_name
+    if entry.variant_name is not None:
+        record["variant_name"] = entry.variant_name
+    handoff = plan.handoff and finished
     record.update(
         {
-            "environment": conversation.environment,
-            "started_at": iso(conversation.started_at),
-            "channel": conversation.channel,
-            "from_number": conversation.from_number,
-            "to_number": conversation.to_number,
+            "environment": entry.environment,
+            "started_at": plan.started_iso,
+            "channel": entry.channel,
+            "from_number": plan.from_number,
+            "to_number": plan.to_number,
             "in_progress": not finished,
             "num_turns": len(turns),
-            "total_duration": max(0, total),
-            "polyai_duration": max(0, int(total * 0.7) if conversation.handoff and finished else total),
-            "handoff": conversation.handoff and finished,
-            "handoff_reason": conversation.handoff_reason if finished else "",
-            "handoff_destination": conversation.handoff_destination if finished else "",
-            "num_silences": sum(t.is_silence for t in turns),
-            "num_ood": sum(t.is_ood for t in turns),
-            "metrics": metrics,
+            "total_duration": elapsed,
+            "polyai_duration": min(elapsed, handled),
+            "handoff": handoff,
+            "handoff_reason": plan.handoff_reason if handoff else "",
+            "handoff_destination": plan.handoff_destination if handoff else "",
+            "num_silences": sum(turn.is_silence for turn in turns),
+            "num_ood": sum(turn.is_ood for turn in turns),
+            "metrics": _metrics(plan, turns, finished),
         }
     )
-    if conversation.has_state:
-        state: dict[str, Any] = {
-            "from_": conversation.from_number,
-            "to": conversation.to_number,
-            "call_sid": conversation.call_sid,
-        }
+    if plan.has_state:
+        state: dict[str, Any] = {"from_": plan.from_number, "to": plan.to_number, "call_sid": plan.call_sid}
         for turn in turns:
             state.update(turn.state_writes)
         record["state"] = state
     if options.include_context_state:
-        record["context_state"] = {
-            "last_intent": turns[-1].intents if turns else [],
-            "turns_seen": len(turns),
-        }
-    record["turns"] = (
-        [_turn(t, i, options) for i, t in enumerate(turns)] if options.transcripts_enabled else []
-    )
-    if options.version == "v1":
-        return to_v1(record)
+        record["context_state"] = _context_state(turns, finished)
+    if not options.transcripts_enabled:
+        record["turns"] = []
+    elif v1:
+        record["turns"] = [_v1_turn(turn, i, entry.index, options) for i, turn in enumerate(turns)]
+    else:
+        record["turns"] = [_v3_turn(turn, i, options) for i, turn in enumerate(turns)]
+    if v1:
+        for name in ("from_number", "to_number", "handoff_reason", "handoff_destination"):
+            if record[name] == "":
+                record[name] = None
     return record
 
 
-def _turn(turn: Any, index: int, options: ViewOptions) -> dict[str, Any]:
+def _context_state(turns: tuple[Turn, ...], finished: bool) -> dict[str, Any]:
+    """`include_context_state`: unpublished layout; nested, with data-dependent node keys."""
+    last = turns[-1] if turns else None
+    return {
+        "flow": "booking" if any("book_table" in t.intents for t in turns) else "general",
+        "turn_count": len(turns),
+        "last_intents": list(last.intents) if last else [],
+        f"node_{len(turns) % 4}": {"visits": len(turns), "exited": finished},
+        "ended": finished,
+    }
+
+
+def _v3_turn(turn: Turn, index: int, options: ViewOptions) -> dict[str, Any]:
     data: dict[str, Any] = {
         "user_input": turn.user_input,
         "user_input_dtmf": turn.user_input_dtmf,
-        "user_input_datetime": iso(turn.user_input_datetime),
+        "user_input_datetime": turn.user_iso,
         "agent_response": turn.agent_response,
-        "agent_response_datetime": iso(turn.agent_response_datetime),
+        "agent_response_datetime": turn.agent_iso,
         "barge_in": turn.barge_in,
         "intents": list(turn.intents),
-        "entities": [dict(e) for e in turn.entities],
+        "entities": turn.entities,
         "is_ood": turn.is_ood,
         "is_silence": turn.is_silence,
         "translated_user_input": turn.translated_user_input,
@@ -106,41 +149,25 @@ def _turn(turn: Any, index: int, options: ViewOptions) -> dict[str, Any]:
     if options.include_latency:
         data["latency"] = turn.latency
     if options.include_turn_metadata:
-        data["metadata"] = {"model": "sim-llm", f"tool_{index % 3}": {"calls": index}}
+        data["metadata"] = turn_metadata(index, turn.intents, turn.user_input, turn.agent_response)
     return data
 
 
-def _naive_space(text: str) -> str:
-    return text.replace("T", " ").removesuffix("Z")
-
-
-def _offset_form(text: str) -> str:
-    return text.removesuffix("Z") + "+00:00"
-
-
-def to_v1(record: dict[str, Any]) -> dict[str, Any]:
-    """v1's legacy shape: null for empty text, some null flags, timestamps in mixed formats."""
-    v1 = dict(record)
-    for name in V1_TEXT_FIELDS:
-        if v1.get(name) == "":
-            v1[name] = None
-    turns = []
-    for index, turn in enumerate(record["turns"]):
-        t = {k: v for k, v in turn.items() if k not in V1_DROPPED_TURN_FIELDS}
-        for name in V1_TURN_TEXT:
-            if t.get(name) == "":
-                t[name] = None
-        if index % 3 == 0:
-            for flag in ("is_ood", "is_silence"):
-                if t.get(flag) is False:
-                    t[flag] = None
-        t["user_input_datetime"] = _naive_space(t["user_input_datetime"])
-        t["agent_response_datetime"] = _offset_form(t["agent_response_datetime"])
-        turns.append(t)
-    v1["turns"] = turns
-    return v1
-
-
-def parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.strip().replace(" ", "T") if "T" not in text else text.strip())
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _v1_turn(turn: Turn, index: int, conversation_index: int, options: ViewOptions) -> dict[str, Any]:
+    """v1: null for empty text, a false flag sometimes null, two more timestamp spellings, and
+    none of translated_user_input, english_agent_response, latency, barge_in."""
+    null_flags = (conversation_index + index) % 3 == 0
+    data: dict[str, Any] = {
+        "user_input": turn.user_input or None,
+        "user_input_dtmf": turn.user_input_dtmf or None,
+        "user_input_datetime": v1_naive(turn.user_iso),
+        "agent_response": turn.agent_response or None,
+        "agent_response_datetime": v1_offset(turn.agent_iso),
+        "intents": list(turn.intents),
+        "entities": turn.entities,
+        "is_ood": None if null_flags and not turn.is_ood else turn.is_ood,
+        "is_silence": None if null_flags and not turn.is_silence else turn.is_silence,
+    }
+    if options.include_turn_metadata:
+        data["metadata"] = turn_metadata(index, turn.intents, turn.user_input, turn.agent_response)
+    return data

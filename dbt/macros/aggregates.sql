@@ -4,7 +4,8 @@
 
 {#- Continuous percentile as an aggregate (use with GROUP BY); `fraction` is a number in [0, 1].
     BigQuery has PERCENTILE_CONT only as a window function, so there the aggregate is
-    APPROX_QUANTILES over 1000 quantiles: exact to the 0.1th percentile, good enough for p50/p90/p99. -#}
+    APPROX_QUANTILES over 1000 quantiles (approximate, to about 0.1 percentile, which is enough
+    for p50/p90/p99); SAFE_OFFSET gives NULL for a group with only NULL values. -#}
 {% macro percentile(expr, fraction) -%}
     {{ return(adapter.dispatch('percentile', 'polyai')(expr, fraction)) }}
 {%- endmacro %}
@@ -18,7 +19,7 @@
 {%- endmacro %}
 
 {% macro bigquery__percentile(expr, fraction) -%}
-    approx_quantiles({{ expr }}, 1000)[offset({{ (fraction * 1000) | round | int }})]
+    approx_quantiles({{ expr }}, 1000)[safe_offset({{ (fraction * 1000) | round | int }})]
 {%- endmacro %}
 
 {% macro snowflake__percentile(expr, fraction) -%}

@@ -3,8 +3,9 @@
   differ in how a nested value is read. Models call the `polyai.*` macro; dbt dispatches to
   `<adapter>__<name>` (duckdb, bigquery, snowflake; `default__` raises for anything else).
 
-  Unnesting macros render a *join clause* that goes right after the FROM item (or after another
-  unnesting clause), never before an explicit JOIN, and expose fixed column names on `alias`:
+  Unnesting macros render a *join clause* that goes right after the FROM item or after another
+  unnesting clause. Snowflake's is the comma form `, lateral flatten(...)`, so keep them in a CTE
+  of their own, with no explicit JOIN after them. They expose fixed column names on `alias`:
     json_array_elements(expr, alias)  -> alias.value (JSON element), alias.index (0-based)
     json_object_entries(expr, alias)  -> alias.key (string), alias.value (JSON value)
   A NULL, JSON null or wrongly-shaped input yields no rows instead of an error.
@@ -63,7 +64,9 @@
 {%- endmacro %}
 
 {% macro bigquery__json_object_entries(json_expr, alias) -%}
-    {#- JSON_KEYS(..., 1) lists the top-level keys; the subscript operator reads each one by name. -#}
+    {#- JSON_KEYS(..., 1) lists the top-level keys; the subscript operator reads each one by name.
+        Not run here (compiled only). JSON_KEYS escapes keys that are not plain names (e.g.
+        containing a dot) with double quotes: the lookup of such a key misses and its values are skipped. -#}
     cross join unnest(array(
         select as struct entry_key as key, ({{ json_expr }})[entry_key] as value
         from unnest(json_keys({{ json_expr }}, 1)) as entry_key

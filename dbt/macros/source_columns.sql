@@ -6,9 +6,9 @@
 -#}
 
 {#- Lower-cased names of the relation's columns, or none when introspection is off
-    (var polyai_introspect_source_columns=false) or dbt is only parsing. -#}
+    (var polyai_introspect_sources=false) or dbt is only parsing. -#}
 {% macro existing_columns(relation) -%}
-    {%- if not execute or not var('polyai_introspect_source_columns', true) -%}
+    {%- if not execute or not var('polyai_introspect_sources', true) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set names = [] -%}

@@ -19,8 +19,9 @@ renamed as (
         {{ polyai.optional_column(cols, 'project_id', text) }} as project_id,
         {{ polyai.optional_column(cols, 'variant_id', text) }} as variant_id,
         {{ polyai.optional_column(cols, 'variant_name', text) }} as variant_name,
-        {{ polyai.optional_column(cols, 'environment', text) }} as environment,
-        {{ polyai.optional_column(cols, 'channel', text) }} as channel,
+        -- never NULL, so marts can group and join on them
+        coalesce({{ polyai.optional_column(cols, 'environment', text) }}, 'unknown') as environment,
+        coalesce({{ polyai.optional_column(cols, 'channel', text) }}, 'unknown') as channel,
 
         {{ polyai.utc_timestamp('started_at') }} as started_at,
         {{ polyai.utc_date('started_at') }} as started_date,

@@ -1,0 +1,10 @@
+-- The buckets of each environment/channel add up to its finished conversations: no duration
+-- falls outside or into two buckets.
+select
+    environment,
+    channel,
+    sum(conversations) as bucketed_conversations,
+    max(finished_conversations) as finished_conversations
+from {{ ref('fct_duration_distribution') }}
+group by environment, channel
+having sum(conversations) != max(finished_conversations)

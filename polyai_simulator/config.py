@@ -1,0 +1,53 @@
+"""What the simulated project looks like: size, time span, identity, and the API's switches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .clock import require_utc
+
+
+def _default_start() -> datetime:
+    return datetime.now(UTC) - timedelta(days=3)
+
+
+def _default_end() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SimConfig:
+    """Conversations' `started_at` are spread over [start, end); the data depends only on the
+    seed and the generation fields, so two simulators with equal configs serve equal data.
+
+    `api_key`, `transcripts_enabled`, `v2_cursor` and `max_limit` are read on every request:
+    tests may change them on a running simulator (a rotated key, a toggled project setting).
+    """
+
+    seed: int = 1
+    n_conversations: int = 500
+    start: datetime = field(default_factory=_default_start)
+    end: datetime = field(default_factory=_default_end)
+    account_id: str = "acc-demo"
+    project_id: str = "proj-demo"
+    api_key: str = "sim-secret-key"
+    transcripts_enabled: bool = True
+    late_arrival_fraction: float = 0.05
+    long_running_fraction: float = 0.02
+    latency_object_fraction: float = 0.0
+    v2_cursor: bool = True
+    max_limit: int = 1000
+
+    def __post_init__(self) -> None:
+        self.start = require_utc(self.start, "start")
+        self.end = require_utc(self.end, "end")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.n_conversations < 0:
+            raise ValueError("n_conversations must be >= 0")
+        for name in ("late_arrival_fraction", "long_running_fraction", "latency_object_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
+        if self.max_limit < 1:
+            raise ValueError("max_limit must be >= 1")
