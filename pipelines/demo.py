@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import dlt
 import duckdb
 
+from pipelines.dbt_runner import run_dbt
 from pipelines.runner import make_pipeline, run_load
 from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
@@ -81,6 +82,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(summary.render())
     print(f"\nDuckDB file: {DEMO_DATABASE} (dataset {args.dataset_name})")
     show_examples(DEMO_DATABASE, args.dataset_name)
+    if args.run_dbt:
+        print(f"\n{run_dbt(pipeline).render()}")
     return 0
 
 

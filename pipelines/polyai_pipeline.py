@@ -2,6 +2,7 @@
 
 python pipelines/polyai_pipeline.py                 # settings from .dlt/ and the environment
 python pipelines/polyai_pipeline.py --demo          # no credentials, no network: local simulator
+python pipelines/polyai_pipeline.py --run-dbt       # then build and test the dbt project in dbt/
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
 from pipelines.runner import (
     DEFAULT_DATASET,
@@ -28,6 +30,7 @@ from sources.polyai import polyai_source
 
 EXIT_FAILED = 1
 EXIT_EXPECTED_ERROR = 2
+EXIT_DBT_FAILED = 3
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,6 +48,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pipelines-dir", default=None, help="where dlt keeps the pipeline's working state")
     parser.add_argument(
         "--demo-conversations", type=int, default=3000, help="conversations the demo simulator generates"
+    )
+    parser.add_argument(
+        "--run-dbt",
+        action="store_true",
+        help="after the load, build and test the dbt project (dbt/) in the same destination",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request and dlt's progress")
     return parser.parse_args(argv)
@@ -67,12 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         summary = run_load(pipeline, polyai_source())
         print(summary.render())
+        if args.run_dbt:
+            print(run_dbt(pipeline).render())
         return 0
     except Exception as error:
         return report_failure(error)
 
 
 def report_failure(error: BaseException) -> int:
+    if isinstance(error, DbtFailed):
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DBT_FAILED
     known = expected_error(error)
     if known is not None:
         print(f"error: {known}", file=sys.stderr)

@@ -1,10 +1,22 @@
 """Benchmark: this pipeline vs a plain fetch + parse baseline vs dlt's generic rest_api source.
 
-    python scripts/bench.py                         # 10k and 100k conversations
-    python scripts/bench.py --sizes 10000 --latency 0.2 --skip-rest-api
+    python scripts/bench.py                                   # 10k and 100k, then the latency case
+    python scripts/bench.py --sizes 300 --skip-rest-api --latency-size 300   # smoke (tests/)
 
-Every contender runs in its own process against the same simulator process on localhost, so
-peak RSS is the contender's own (read from the kernel at exit). It prints one table per size.
+Every contender runs in its own process (working directory: the repository, so `.dlt/config.toml`
+applies as it does for users) against a simulator in another process, so peak RSS is the
+contender's own (the kernel's maximum resident set, read when the child is reaped). Cases:
+
+- `<size>, 0 ms`: what an import alone costs (the memory and time floor of any dlt + DuckDB +
+  pyarrow process); sequential fetch + orjson parse of every page (the baseline); the pipeline
+  with 1 and with `--concurrency` connections into DuckDB; the pipeline with DuckDB's own
+  defaults instead of `.dlt/config.toml`'s limits (what those limits cost in time); a second
+  run with nothing new (incremental); dlt's generic `rest_api` source under a memory and time cap.
+- `<latency-size>, 200 ms`: every response delayed, small pages (`--latency-limit`) so that the
+  run is bound by latency, not by parsing: sequential paging with the same page size and delay
+  (the baseline) vs the pipeline's concurrent windows.
+
+It prints one table; `x baseline` compares with the baseline of the same case.
 """
 
 from __future__ import annotations
@@ -17,19 +29,27 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 ACCOUNT, PROJECT, KEY = "acc-bench", "proj-bench", "bench-key"
 START = datetime(2026, 10, 1, tzinfo=UTC)
+# One simulated week holds ~16k conversations, as in shared/dlt-notes.md.
+CONVERSATIONS_PER_DAY = 16_000 / 7
+# DuckDB's own defaults (memory_limit 80% of RAM, one thread per core), overriding the
+# limits `.dlt/config.toml` sets: an environment variable wins over config.toml in dlt.
+DUCKDB_DEFAULTS_ENV = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": "{}"}
 
 
 @dataclass
 class Result:
+    case: str
     name: str
     seconds: float
     peak_rss_mb: float
@@ -37,6 +57,15 @@ class Result:
     conversations: int
     turns: int
     note: str = ""
+
+
+@dataclass
+class Contender:
+    name: str
+    command: list[str]
+    memory_cap_mb: float
+    time_cap: float
+    env: dict[str, str] | None = None
 
 
 # --- the simulator, in its own process -------------------------------------------------------
@@ -57,18 +86,29 @@ def serve(conversations: int, days: float, latency: float) -> None:
     )
     simulator = Simulator(config, SimClock(end + timedelta(days=1)))
     simulator.faults.latency_seconds = latency
-    # Render every page once so that no contender pays for the simulator's first rendering.
-    truth_turns = sum(len(c["turns"]) for c in simulator.truth())
+    # Render every conversation once so that no contender pays for the simulator's first rendering.
     simulator.warm_cache()
     server = SimulatorServer(simulator)
-    print(json.dumps({"base_url": server.start(), "turns": truth_turns}), flush=True)
+    print(json.dumps({"base_url": server.start()}), flush=True)
     threading.Event().wait()
 
 
-# --- contenders, each run as `bench.py <name> ...` in a child process --------------------------
+# --- contenders, each run as `bench.py <command> <json options>` in a child process ------------
 
 
-def baseline(base_url: str) -> None:
+def imports_only(options: dict[str, Any]) -> None:
+    """The floor: what importing dlt, DuckDB, pyarrow and this connector costs, and nothing else."""
+    import dlt  # noqa: F401
+    import duckdb  # noqa: F401
+    import pyarrow  # noqa: F401
+
+    import pipelines.runner  # noqa: F401
+    import sources.polyai  # noqa: F401
+
+    print(json.dumps({"requests": 0, "conversations": 0, "turns": 0}))
+
+
+def baseline(options: dict[str, Any]) -> None:
     """Sequential paging and orjson parse of every page: the floor a loader can reach."""
     import orjson
     import requests
@@ -78,10 +118,10 @@ def baseline(base_url: str) -> None:
     params = {
         "start_time": START.isoformat(),
         "end_time": (START + timedelta(days=400)).isoformat(),
-        "limit": 1000,
+        "limit": options["limit"],
         "client_env": "live",
     }
-    url = f"{base_url}/v3/{ACCOUNT}/{PROJECT}/conversations"
+    url = f"{options['base_url']}/v3/{ACCOUNT}/{PROJECT}/conversations"
     requests_made = conversations = turns = 0
     while True:
         body = orjson.loads(session.get(url, params=params, timeout=120).content)
@@ -94,12 +134,14 @@ def baseline(base_url: str) -> None:
     print(json.dumps({"requests": requests_made, "conversations": conversations, "turns": turns}))
 
 
-def pipeline(base_url: str, workdir: str, concurrency: int) -> None:
+def pipeline(options: dict[str, Any]) -> None:
     import dlt
 
     from pipelines.runner import make_pipeline, run_load
     from sources.polyai import polyai_source
 
+    workdir = options["workdir"]
+    now = datetime.fromisoformat(options["now"])
     target = make_pipeline("bench", dlt.destinations.duckdb(f"{workdir}/bench.duckdb"), "polyai", workdir)
     summary = run_load(
         target,
@@ -107,9 +149,13 @@ def pipeline(base_url: str, workdir: str, concurrency: int) -> None:
             api_key=KEY,
             account_id=ACCOUNT,
             project_id=PROJECT,
-            base_url=base_url,
+            base_url=options["base_url"],
             start_date=START.isoformat(),
-            concurrency=concurrency,
+            concurrency=options["concurrency"],
+            limit=options["limit"],
+            # The simulator's clock, not the wall clock: a backfill spans start_date to now with
+            # traffic all along, as for a real project, and time windows split real traffic.
+            clock=lambda: now,
         ),
     )
     print(
@@ -119,7 +165,7 @@ def pipeline(base_url: str, workdir: str, concurrency: int) -> None:
     )
 
 
-def rest_api(base_url: str, workdir: str) -> None:
+def rest_api(options: dict[str, Any]) -> None:
     """dlt's generic rest_api source, configured the obvious way."""
     import dlt
     from dlt.sources.rest_api import rest_api_source
@@ -127,7 +173,7 @@ def rest_api(base_url: str, workdir: str) -> None:
     source = rest_api_source(
         {
             "client": {
-                "base_url": f"{base_url}/v3/{ACCOUNT}/{PROJECT}/",
+                "base_url": f"{options['base_url']}/v3/{ACCOUNT}/{PROJECT}/",
                 "headers": {"x-api-key": KEY},
                 "paginator": {"type": "cursor", "cursor_path": "cursor", "cursor_param": "cursor"},
             },
@@ -142,13 +188,14 @@ def rest_api(base_url: str, workdir: str) -> None:
                         "params": {
                             "start_time": START.isoformat(),
                             "end_time": (START + timedelta(days=400)).isoformat(),
-                            "limit": 1000,
+                            "limit": options["limit"],
                         },
                     },
                 }
             ],
         }
     )
+    workdir = options["workdir"]
     target = dlt.pipeline(
         "bench_rest",
         destination=dlt.destinations.duckdb(f"{workdir}/rest.duckdb"),
@@ -163,7 +210,7 @@ def rest_api(base_url: str, workdir: str) -> None:
                 "requests": -1,
                 "conversations": counts.get("conversations", 0),
                 "turns": counts.get("conversations__turns", 0),
-                "tables": len([t for t in target.default_schema.data_table_names()]),
+                "tables": len(target.default_schema.data_table_names()),
                 "columns": sum(len(t["columns"]) for t in target.default_schema.data_tables()),
                 "loaded": bool(info),
             }
@@ -171,44 +218,39 @@ def rest_api(base_url: str, workdir: str) -> None:
     )
 
 
+COMMANDS = {"imports": imports_only, "baseline": baseline, "pipeline": pipeline, "rest_api": rest_api}
+
+
 # --- measuring -------------------------------------------------------------------------------
 
 
-def measure(name: str, args: list[str], memory_cap_mb: float, time_cap: float) -> Result:
-    """Run one contender in a child process; kill it past the memory or time cap.
+def measure(case: str, contender: Contender) -> Result:
+    """Run one contender in a child process; kill it past its memory or time cap.
 
     Time runs from process start to exit (the load is committed by then); peak RSS is the
     child's own maximum resident set, as the kernel reports it when the child is reaped.
     """
+    env = {**os.environ, **(contender.env or {})}
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen([sys.executable, __file__, *args], stdout=out, stderr=err, text=True)
-        note = ""
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            rss = _rss_mb(child.pid)
-            if rss > memory_cap_mb and not note:
-                note = f"killed at {rss:.0f} MB (memory cap)"
-                child.kill()
-            elif time.perf_counter() - started > time_cap and not note:
-                note = f"killed after {time_cap:.0f} s (time cap)"
-                child.kill()
-            time.sleep(0.02)
+        child = subprocess.Popen(
+            [sys.executable, __file__, *contender.command], stdout=out, stderr=err, cwd=ROOT, env=env
+        )
+        status, usage, note = _wait_within_caps(child, started, contender)
         seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    data: dict = {}
-    if child.returncode == 0 and stdout.strip():
+    exit_code = os.waitstatus_to_exitcode(status)
+    data: dict[str, Any] = {}
+    if exit_code == 0 and stdout.strip():
         data = json.loads(stdout.strip().splitlines()[-1])
     elif not note:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {child.returncode}"
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {exit_code}"
         note = f"failed: {last[:80]}"
     return Result(
-        name,
+        case,
+        contender.name,
         seconds,
         usage.ru_maxrss / 1024,
         data.get("requests", 0),
@@ -218,7 +260,25 @@ def measure(name: str, args: list[str], memory_cap_mb: float, time_cap: float) -
     )
 
 
-def _describe(data: dict) -> str:
+def _wait_within_caps(child: subprocess.Popen, started: float, contender: Contender) -> tuple[int, Any, str]:
+    """Wait for the child; kill it once past the memory or the time cap (the note says which)."""
+    note = ""
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            return status, usage, note
+        if not note:
+            rss = _rss_mb(child.pid)
+            if rss > contender.memory_cap_mb:
+                note = f"killed at {rss:.0f} MB (memory cap)"
+                child.kill()
+            elif time.perf_counter() - started > contender.time_cap:
+                note = f"killed after {contender.time_cap:.0f} s (time cap)"
+                child.kill()
+        time.sleep(0.02)
+
+
+def _describe(data: dict[str, Any]) -> str:
     if "columns" in data:
         return f"{data['tables']} tables / {data['columns']} columns"
     return ""
@@ -235,91 +295,231 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_simulator(conversations: int, days: float, latency: float) -> tuple[subprocess.Popen, str, int]:
+def simulated_days(conversations: int) -> float:
+    return max(1.0, conversations / CONVERSATIONS_PER_DAY)
+
+
+def simulator_now(conversations: int) -> str:
+    """The simulator's (fixed) clock: a day after its last conversation started."""
+    return (START + timedelta(days=simulated_days(conversations) + 1)).isoformat()
+
+
+def start_simulator(conversations: int, latency: float) -> tuple[subprocess.Popen, str]:
+    days = simulated_days(conversations)
     server = subprocess.Popen(
         [sys.executable, __file__, "serve", str(conversations), str(days), str(latency)],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
     )
     line = server.stdout.readline()  # type: ignore[union-attr]
-    info = json.loads(line)
-    return server, info["base_url"], info["turns"]
+    return server, json.loads(line)["base_url"]
 
 
-def print_table(title: str, results: list[Result], baseline_seconds: float) -> None:
-    print(f"\n{title}")
-    header = (
-        f"| {'contender':<28} | {'seconds':>8} | {'x baseline':>10} | {'conv/s':>9} | "
-        f"{'turns/s':>10} | {'peak RSS MB':>11} | {'requests':>8} | note"
-    )
-    print(header)
-    print("|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|---")
-    for r in results:
-        print(
-            f"| {r.name:<28} | {r.seconds:>8.2f} | {r.seconds / baseline_seconds:>10.2f} | "
-            f"{r.conversations / r.seconds:>9.0f} | {r.turns / r.seconds:>10.0f} | "
-            f"{r.peak_rss_mb:>11.0f} | {r.requests:>8} | {r.note}"
+ContenderFactory = Callable[[argparse.Namespace, str, str, str], list[Contender]]
+
+
+# --- cases -----------------------------------------------------------------------------------
+
+
+def child(command: str, **options: Any) -> list[str]:
+    return [command, json.dumps(options)]
+
+
+def connections_label(concurrency: int) -> str:
+    return f"pipeline, {concurrency} connection{'s' if concurrency > 1 else ''}"
+
+
+def throughput_contenders(args: argparse.Namespace, base_url: str, workdir: str, now: str) -> list[Contender]:
+    """The contenders of one size without added latency, in the order they run."""
+    caps = (args.memory_cap_mb, args.time_cap)
+    limit = 1000
+    many = args.concurrency
+
+    def run_pipeline(folder: str, concurrency: int) -> list[str]:
+        return child(
+            "pipeline",
+            base_url=base_url,
+            workdir=f"{workdir}/{folder}",
+            concurrency=concurrency,
+            limit=limit,
+            now=now,
         )
 
+    contenders = [
+        Contender("baseline fetch + parse", child("baseline", base_url=base_url, limit=limit), *caps),
+        Contender(connections_label(1), run_pipeline("p1", 1), *caps),
+        Contender(connections_label(many), run_pipeline(f"p{many}", many), *caps),
+        # Same working folder and database: the cursor is at the end, nothing is new.
+        Contender("incremental, nothing new", run_pipeline(f"p{many}", many), *caps),
+    ]
+    if not args.skip_duckdb_defaults:
+        contenders.append(
+            Contender(
+                f"pipeline, {many} conn., DuckDB defaults",
+                run_pipeline("defaults", many),
+                *caps,
+                env=DUCKDB_DEFAULTS_ENV,
+            )
+        )
+    if not args.skip_rest_api:
+        contenders.append(
+            Contender(
+                "dlt rest_api (generic)",
+                child("rest_api", base_url=base_url, workdir=workdir, limit=limit),
+                args.rest_api_memory_cap_mb,
+                args.rest_api_time_cap,
+            )
+        )
+    return contenders
 
-def run_size(args: argparse.Namespace, conversations: int, latency: float) -> list[Result]:
-    days = max(1.0, conversations / 16000 * 7)  # one week ~ 16k conversations, as measured
-    server, base_url, truth_turns = start_simulator(conversations, days, latency)
-    results = []
+
+def latency_contenders(args: argparse.Namespace, base_url: str, workdir: str, now: str) -> list[Contender]:
+    """Sequential paging vs concurrent windows, all with the same page size and added delay."""
+    caps = (args.memory_cap_mb, args.time_cap)
+    limit = args.latency_limit
+    contenders = [
+        Contender("sequential paging + parse", child("baseline", base_url=base_url, limit=limit), *caps)
+    ]
+    for concurrency in args.latency_concurrency:
+        contenders.append(
+            Contender(
+                connections_label(concurrency),
+                child(
+                    "pipeline",
+                    base_url=base_url,
+                    workdir=f"{workdir}/lat{concurrency}",
+                    concurrency=concurrency,
+                    limit=limit,
+                    now=now,
+                ),
+                *caps,
+            )
+        )
+    return contenders
+
+
+def run_case(
+    case: str, conversations: int, latency: float, contenders_of: ContenderFactory, args: argparse.Namespace
+) -> list[Result]:
+    """Start a simulator for the case, measure its contenders one after the other, stop it."""
+    server, base_url = start_simulator(conversations, latency)
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            caps = (args.memory_cap_mb, args.time_cap)
-            results.append(measure("baseline fetch + parse", ["baseline", base_url], *caps))
-            results.append(
-                measure("pipeline, 1 connection", ["pipeline", base_url, f"{workdir}/p1", "1"], *caps)
-            )
-            results.append(
-                measure(
-                    f"pipeline, {args.concurrency} connections",
-                    ["pipeline", base_url, f"{workdir}/p{args.concurrency}", str(args.concurrency)],
-                    *caps,
-                )
-            )
-            if not args.skip_rest_api:
-                results.append(measure("dlt rest_api (generic)", ["rest_api", base_url, workdir], *caps))
+            contenders = contenders_of(args, base_url, workdir, simulator_now(conversations))
+            results = [measure(case, contender) for contender in contenders]
     finally:
         server.kill()
-    title = f"{conversations} conversations, {truth_turns} turns, {latency * 1000:.0f} ms added latency"
-    print_table(title, results, results[0].seconds)
+        server.wait()
+    for result in results:
+        print(f"  {case}: {result.name} {result.seconds:.2f} s, {result.peak_rss_mb:.0f} MB", file=sys.stderr)
     return results
 
 
-def main() -> None:
+def label(conversations: int, latency: float) -> str:
+    size = (
+        f"{conversations // 1000}k"
+        if conversations >= 1000 and conversations % 1000 == 0
+        else str(conversations)
+    )
+    return f"{size}, {latency * 1000:.0f} ms"
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+FLOOR_CASE = "-"
+COLUMNS = (
+    "case",
+    "contender",
+    "seconds",
+    "x baseline",
+    "conv/s",
+    "turns/s",
+    "peak RSS MB",
+    "requests",
+    "note",
+)
+
+
+def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
+    """One row per result; `x baseline` divides by the first result of the same case."""
+    baselines: dict[str, float] = {}
+    rows = []
+    for r in results:
+        base = baselines.setdefault(r.case, r.seconds) if r.case != FLOOR_CASE else 0.0
+        rows.append(
+            (
+                r.case,
+                r.name,
+                f"{r.seconds:.2f}",
+                f"{r.seconds / base:.2f}" if base else "-",
+                f"{r.conversations / r.seconds:,.0f}" if r.conversations else "-",
+                f"{r.turns / r.seconds:,.0f}" if r.turns else "-",
+                f"{r.peak_rss_mb:.0f}",
+                str(r.requests) if r.requests >= 0 else "-",
+                r.note,
+            )
+        )
+    return rows
+
+
+def render_table(results: list[Result]) -> str:
+    rows = [COLUMNS, *table_rows(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    # Here, not at the top: contenders run this file too, and the baseline must not pay for
+    # importing dlt (which `sources.polyai` does).
+    from sources.polyai.settings import DEFAULT_CONCURRENCY
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
-    parser.add_argument("--latency-size", type=int, default=10_000, help="size of the latency-bound run")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--skip-rest-api", action="store_true")
+    parser.add_argument("--skip-duckdb-defaults", action="store_true")
+    parser.add_argument(
+        "--latency", type=float, default=0.2, help="seconds added to every response (latency case)"
+    )
+    parser.add_argument(
+        "--latency-size", type=int, default=10_000, help="conversations of the latency case; 0 skips it"
+    )
+    parser.add_argument("--latency-limit", type=int, default=50, help="page size in the latency case")
+    parser.add_argument("--latency-concurrency", type=int, nargs="+", default=[1, 4, DEFAULT_CONCURRENCY])
     parser.add_argument("--memory-cap-mb", type=float, default=4096)
     parser.add_argument("--time-cap", type=float, default=600)
-    args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    parser.add_argument("--rest-api-memory-cap-mb", type=float, default=2048)
+    parser.add_argument("--rest-api-time-cap", type=float, default=90)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
+    floor = Contender("imports only (floor)", child("imports"), args.memory_cap_mb, args.time_cap)
+    results = [measure(FLOOR_CASE, floor)]
     for size in args.sizes:
-        run_size(args, size, args.latency)
-    if args.latency == 0 and args.latency_size:
-        args.skip_rest_api = True
-        run_size(args, args.latency_size, 0.2)
+        results += run_case(label(size, 0), size, 0.0, throughput_contenders, args)
+    if args.latency_size:
+        results += run_case(
+            label(args.latency_size, args.latency), args.latency_size, args.latency, latency_contenders, args
+        )
+    print(render_table(results))
 
 
 if __name__ == "__main__":
-    commands = {"serve", "baseline", "pipeline", "rest_api"}
-    if len(sys.argv) > 1 and sys.argv[1] in commands:
-        command, *rest = sys.argv[1:]
-        if command == "serve":
-            serve(int(rest[0]), float(rest[1]), float(rest[2]))
-        elif command == "baseline":
-            baseline(rest[0])
-        elif command == "pipeline":
-            pipeline(rest[0], rest[1], int(rest[2]))
-        else:
-            rest_api(rest[0], rest[1])
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        COMMANDS[sys.argv[1]](json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
     else:
         main()

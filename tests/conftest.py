@@ -1,4 +1,5 @@
-"""Fixtures: the simulator on localhost and pipelines into throw-away DuckDB files."""
+"""Fixtures: the simulator on localhost and pipelines into throw-away DuckDB files (or, for
+tests/test_destinations.py, into any dlt destination)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from warehouse_rows import read_rows
 
-from pipelines.runner import RunSummary, make_pipeline, run_load
+from pipelines.runner import DEFAULT_DATASET, RunSummary, make_pipeline, run_load
 from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
 
@@ -21,13 +23,17 @@ T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 @dataclass
 class Harness:
-    """One simulator, one pipeline, one DuckDB file: run loads while the clock moves."""
+    """One simulator, one pipeline, one destination: run loads while the clock moves.
+
+    `database` is the DuckDB file, read directly; None for other destinations, read through
+    dlt's SQL client.
+    """
 
     simulator: Simulator
     clock: SimClock
     base_url: str
     pipeline: dlt.Pipeline
-    database: Path
+    database: Path | None
     source_options: dict[str, Any]
 
     def run(self, **overrides: Any) -> RunSummary:
@@ -45,14 +51,20 @@ class Harness:
         return run_load(self.pipeline, polyai_source(**options))
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
+        """Rows as the destination returns them; JSON columns as the JSON text they hold."""
+        if self.database is None:
+            return read_rows(self.pipeline, table, order_by)
         with duckdb.connect(str(self.database), read_only=True) as connection:
-            relation = connection.sql(f"SELECT * FROM polyai.{table} ORDER BY {order_by}")
+            dataset = self.pipeline.dataset_name
+            relation = connection.sql(f"SELECT * FROM {dataset}.{table} ORDER BY {order_by}")
             names = relation.columns
             return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
 
     def column_types(self, table: str) -> dict[str, str]:
+        assert self.database is not None, "DuckDB only; see warehouse_rows.column_types"
         with duckdb.connect(str(self.database), read_only=True) as connection:
-            return {name: kind for name, kind, *_ in connection.sql(f"DESCRIBE polyai.{table}").fetchall()}
+            described = connection.sql(f"DESCRIBE {self.pipeline.dataset_name}.{table}").fetchall()
+            return {name: kind for name, kind, *_ in described}
 
     @property
     def source_state(self) -> dict[str, Any]:
@@ -60,18 +72,23 @@ class Harness:
 
 
 def make_harness(
-    tmp_path: Path, config: SimConfig, clock: SimClock, name: str = "e2e", **source_options: Any
+    tmp_path: Path,
+    config: SimConfig,
+    clock: SimClock,
+    name: str = "e2e",
+    destination: Any = None,
+    dataset_name: str = DEFAULT_DATASET,
+    **source_options: Any,
 ) -> Iterator[Harness]:
+    """A harness into `destination` (a dlt destination), by default a new DuckDB file."""
     simulator = Simulator(config, clock)
     server = SimulatorServer(simulator)
     base_url = server.start()
-    database = tmp_path / f"{name}.duckdb"
-    pipeline = make_pipeline(
-        f"test_{name}",
-        dlt.destinations.duckdb(str(database)),
-        "polyai",
-        str(tmp_path / "pipelines"),
-    )
+    database = None
+    if destination is None:
+        database = tmp_path / f"{name}.duckdb"
+        destination = dlt.destinations.duckdb(str(database))
+    pipeline = make_pipeline(f"test_{name}", destination, dataset_name, str(tmp_path / "pipelines"))
     try:
         yield Harness(simulator, clock, base_url, pipeline, database, source_options)
     finally:

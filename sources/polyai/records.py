@@ -2,11 +2,14 @@
 
 Rows leave as Arrow tables, one per page, so that dlt writes Parquet without running its
 JSON normalizer: data-dependent dicts (`metrics`, `state`, `entities`, ...) stay single JSON
-values instead of becoming one column per key.
+values instead of becoming one column per key. Those values are JSON text in Arrow (which has
+no JSON type dlt understands); `rows_with_json_values` turns a table back into Python rows
+with the JSON parsed, for the destinations that cannot load JSON from Arrow text.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -35,6 +38,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "timestamp": TIMESTAMP_TYPE,
 }
+# Marks the Arrow string fields that hold JSON text, so a table says by itself which of its
+# columns to parse back (new fields and `__v_json` variants included).
+JSON_FIELD_METADATA: dict[bytes, bytes] = {b"polyai.data_type": b"json"}
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -191,14 +197,19 @@ def _build_table(columns: dict[str, list[Any]], types: dict[str, str]) -> Shaped
             data_type = types[name] = new_columns[name] = infer_data_type(values)
         fitting, misfits = _split_misfits(values, data_type)
         arrays.append(_to_arrow(fitting, data_type))
-        fields.append(pa.field(name, ARROW_TYPES[data_type]))
+        fields.append(_arrow_field(name, data_type))
         if misfits is not None:
             variant = variant_column(name)
             if types.get(variant) != "json":
                 types[variant] = new_columns[variant] = "json"
             arrays.append(_to_arrow(misfits, "json"))
-            fields.append(pa.field(variant, pa.string()))
+            fields.append(_arrow_field(variant, "json"))
     return ShapedTable(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), new_columns)
+
+
+def _arrow_field(name: str, data_type: str) -> pa.Field:
+    metadata = JSON_FIELD_METADATA if data_type == "json" else None
+    return pa.field(name, ARROW_TYPES[data_type], metadata=metadata)
 
 
 def _split_misfits(values: list[Any], data_type: str) -> tuple[Any, list[Any] | None]:
@@ -259,8 +270,6 @@ def _dump_json(value: Any) -> str | None:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # integers beyond 64 bits
-        import json
-
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -271,6 +280,31 @@ def _to_arrow(values: list[Any] | pa.Array, data_type: str) -> pa.Array:
     if data_type == "json":
         values = [_dump_json(value) for value in values]
     return pa.array(values, type=ARROW_TYPES[data_type])
+
+
+def is_json_field(field: pa.Field) -> bool:
+    metadata = field.metadata or {}
+    return all(metadata.get(key) == value for key, value in JSON_FIELD_METADATA.items())
+
+
+def rows_with_json_values(table: pa.Table) -> list[dict[str, Any]]:
+    """The table as Python rows, its JSON objects and lists parsed back from their text.
+
+    For destinations whose loaders cannot take JSON from Arrow text: BigQuery refuses `json`
+    columns in Parquet, Snowflake keeps Parquet text as a VARIANT string. From Python objects
+    and lists dlt writes nested JSON into its `jsonl` files, which both load as JSON. Scalars
+    (a number in a `__v_json` column) stay JSON text: dlt's normalizer parses text into a
+    `json` column itself, whereas it would move a bare number to a new variant column. The
+    standard library parser keeps integers beyond 64 bits exact (orjson makes them floats).
+    """
+    json_columns = [field.name for field in table.schema if is_json_field(field)]
+    rows = table.to_pylist()
+    for row in rows:
+        for name in json_columns:
+            text = row[name]
+            if text is not None and text[:1] in ("{", "["):
+                row[name] = json.loads(text)
+    return rows
 
 
 def dlt_column_hints(column_types: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,102 @@
+"""Dagster: the PolyAI tables as assets through dagster-dlt, then the dbt marts, every hour.
+
+    pip install -e ".[dagster,test]"        # dagster + dagster-dlt; dbt-duckdb for the marts
+    export SOURCES__POLYAI__API_KEY=... SOURCES__POLYAI__ACCOUNT_ID=... SOURCES__POLYAI__PROJECT_ID=...
+    export DESTINATION__DUCKDB__CREDENTIALS=/data/polyai_conversations.duckdb   # absolute path
+    dagster instance concurrency set polyai_load 1                              # one load at a time
+    dagster dev -f examples/dagster/polyai_assets.py                            # repository root
+
+Settings are the connector's own (`.dlt/` or `SOURCES__POLYAI__*`). State between runs:
+dagster-dlt drops the pipeline's local folder before every run and dlt restores cursor and
+pending set from the destination, so the DuckDB file must be a persistent, absolute path (runs
+start in other folders); on BigQuery or Snowflake nothing else is needed.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the real type of `context`.
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Definitions,
+    MaterializeResult,
+    ScheduleDefinition,
+    asset,
+    define_asset_job,
+)
+from dagster_dlt import DagsterDltResource, dlt_assets
+from dlt.extract.source import DltSource
+
+from pipelines.dbt_runner import run_dbt
+from pipelines.runner import (
+    DEFAULT_DATASET,
+    DEFAULT_PIPELINE_NAME,
+    FILE_FORMATS,
+    make_pipeline,
+    prepare_source,
+)
+from sources.polyai import polyai_source
+
+# "bigquery" or "snowflake" work the same way, with dlt's credentials for them.
+DESTINATION = "duckdb"
+GROUP = "polyai"
+HOURLY = "0 * * * *"
+
+# The CLI's pipeline name and dataset: switching from cron to Dagster continues the same state.
+polyai_pipeline = make_pipeline(DEFAULT_PIPELINE_NAME, DESTINATION, DEFAULT_DATASET)
+
+
+def asset_naming_source() -> DltSource:
+    """A source that only names the assets (dlt_polyai_conversations, dlt_polyai_turns).
+
+    dagster-dlt reads the resource names when the code location loads, which may happen where no
+    PolyAI secret is set (dagster dev, a UI-only deployment): placeholders keep loading free of
+    secrets. Runs never use this object.
+    """
+    return polyai_source(api_key="names-only", account_id="names-only", project_id="names-only")
+
+
+@dlt_assets(
+    dlt_source=asset_naming_source(),
+    dlt_pipeline=polyai_pipeline,
+    name="polyai",
+    group_name=GROUP,
+    # Two loads at once would race on the pipeline state: limit the pool to one,
+    # `dagster instance concurrency set polyai_load 1`.
+    pool="polyai_load",
+)
+def polyai_tables(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
+    # A fresh source per run: settings come from the config of the run, and its clock is now.
+    source = polyai_source()
+    # What run_load does before pipeline.run: JSON shaped and file format chosen per destination.
+    prepare_source(source, DESTINATION)
+    yield from dlt.run(context=context, dlt_source=source, loader_file_format=FILE_FORMATS.get(DESTINATION))
+
+
+@asset(deps=[polyai_tables], group_name=GROUP)
+def polyai_dbt_marts(context: AssetExecutionContext) -> MaterializeResult:
+    """The dbt project in dbt/, built in <dataset>_analytics of the same destination."""
+    summary = run_dbt(polyai_pipeline)  # raises, failing the step, when a model or test fails
+    context.log.info(summary.render())
+    return MaterializeResult(
+        metadata={
+            "schema": summary.schema,
+            "models": len(summary.models),
+            "tests": len(summary.tests),
+            "tests_warned": len(summary.tests_warned),
+        }
+    )
+
+
+polyai_hourly = ScheduleDefinition(
+    job=define_asset_job("polyai_hourly", selection=AssetSelection.groups(GROUP)),
+    cron_schedule=HOURLY,
+    execution_timezone="UTC",
+)
+
+defs = Definitions(
+    assets=[polyai_tables, polyai_dbt_marts],
+    resources={"dlt": DagsterDltResource()},
+    schedules=[polyai_hourly],
+)
