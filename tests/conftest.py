@@ -4,6 +4,7 @@ tests/test_destinations.py, into any dlt destination)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,29 @@ def make_harness(
     pipeline = make_pipeline(f"test_{name}", destination, dataset_name, str(tmp_path / "pipelines"))
     try:
         yield Harness(simulator, clock, base_url, pipeline, database, source_options)
+    finally:
+        server.stop()
+
+
+@contextmanager
+def finished_traffic(seed: int, n_conversations: int, hours: float) -> Iterator[tuple[Simulator, str]]:
+    """A simulator on the real clock whose traffic ended an hour ago, served on 127.0.0.1.
+
+    Nothing becomes visible while a test runs, so a run's counts can be checked against it
+    without a race with the clock.
+    """
+    clock = SimClock()
+    now = clock.now()
+    config = SimConfig(
+        seed=seed,
+        n_conversations=n_conversations,
+        start=now - timedelta(hours=hours),
+        end=now - timedelta(hours=1),
+    )
+    simulator = Simulator(config, clock)
+    server = SimulatorServer(simulator)
+    try:
+        yield simulator, server.start()
     finally:
         server.stop()
 

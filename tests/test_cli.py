@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import finished_traffic
 
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from polyai_simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "pipelines" / "polyai_pipeline.py"
@@ -34,16 +34,8 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 @pytest.fixture
 def live_simulator() -> Iterator[tuple[Simulator, str]]:
-    clock = SimClock()
-    now = clock.now()
-    # Traffic ends an hour ago: nothing becomes visible while a test runs on the real clock.
-    config = SimConfig(
-        seed=3, n_conversations=150, start=now - timedelta(hours=7), end=now - timedelta(hours=1)
-    )
-    simulator = Simulator(config, clock)
-    server = SimulatorServer(simulator)
-    yield simulator, server.start()
-    server.stop()
+    with finished_traffic(seed=3, n_conversations=150, hours=7) as served:
+        yield served
 
 
 def test_demo_loads_duckdb_without_credentials(tmp_path: Path) -> None:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import dlt
 import duckdb
 import pytest
-from conftest import Harness
+from conftest import Harness, finished_traffic
 from test_cli import run_cli
 
 from pipelines.dbt_runner import DBT_PROJECT_DIR, DbtFailed, require_dbt, run_dbt
 from pipelines.runner import make_pipeline
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from polyai_simulator import Simulator
 
 pytest.importorskip("dbt.adapters.duckdb", reason="dbt-duckdb is not installed (test extra)")
 
@@ -67,16 +66,8 @@ def assert_marts_agree_with_sources(database: Path, dataset: str, analytics: str
 
 @pytest.fixture
 def finished_simulator() -> Iterator[tuple[Simulator, str]]:
-    clock = SimClock()
-    now = clock.now()
-    # Traffic ends before the test starts: the real clock cannot add rows between the checks.
-    config = SimConfig(
-        seed=5, n_conversations=200, start=now - timedelta(hours=30), end=now - timedelta(hours=1)
-    )
-    simulator = Simulator(config, clock)
-    server = SimulatorServer(simulator)
-    yield simulator, server.start()
-    server.stop()
+    with finished_traffic(seed=5, n_conversations=200, hours=30) as served:
+        yield served
 
 
 def scheduled_env(simulator: Simulator, base_url: str, database: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,11 +22,12 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
+from conftest import finished_traffic
 from dlt.destinations import bigquery, snowflake
 from dlt.destinations import duckdb as duckdb_destination
 
 from pipelines.polyai_pipeline import parse_args
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from polyai_simulator import Simulator
 from sources.polyai import polyai_source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,14 +203,15 @@ def dag_task_functions(tree: ast.Module) -> ModuleType:
 @pytest.fixture
 def simulator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Simulator, Path]]:
     """A finished day of traffic behind the simulator, and the connector's env settings for it."""
-    clock = SimClock()
-    now = clock.now()
-    config = SimConfig(
-        seed=9, n_conversations=200, start=now - timedelta(hours=30), end=now - timedelta(hours=1)
-    )
-    simulator = Simulator(config, clock)
-    server = SimulatorServer(simulator)
-    base_url = server.start()
+    with finished_traffic(seed=9, n_conversations=200, hours=30) as (simulator, base_url):
+        yield simulator, set_connector_env(simulator, base_url, tmp_path, monkeypatch)
+
+
+def set_connector_env(
+    simulator: Simulator, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The connector's settings for the simulator as environment variables; the DuckDB file."""
+    config = simulator.config
     database = tmp_path / "scheduled.duckdb"
     for name, value in {
         "SOURCES__POLYAI__API_KEY": config.api_key,
@@ -222,8 +223,7 @@ def simulator_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }.items():
         monkeypatch.setenv(name, value)
-    yield simulator, database
-    server.stop()
+    return database
 
 
 def count(database: Path, sql: str) -> int:
