@@ -38,6 +38,11 @@ class SimConfig:
     latency_object_fraction: float = 0.0
     v2_cursor: bool = True
     max_limit: int = 1000
+    # The API does not document whether `end_time` is inclusive. A positive slack makes the
+    # simulator a sloppy server: it also returns conversations that started up to this many
+    # seconds before `start_time` or after `end_time`, the end included, so that adjacent
+    # windows overlap and tests prove a run still loads each conversation once.
+    bound_slack_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.start = require_utc(self.start, "start")
@@ -49,5 +54,7 @@ class SimConfig:
         for name in ("late_arrival_fraction", "long_running_fraction", "latency_object_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
+        if self.bound_slack_seconds < 0:
+            raise ValueError("bound_slack_seconds must be >= 0")
         if self.max_limit < 1:
             raise ValueError("max_limit must be >= 1")

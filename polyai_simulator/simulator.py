@@ -165,8 +165,14 @@ class Simulator:
             cached = self._selections.get(key)
         if cached is not None:
             return cached
-        low = 0 if query.start_us is None else bisect.bisect_left(self._started, query.start_us)
-        high = len(self._started) if query.end_us is None else bisect.bisect_left(self._started, query.end_us)
+        slack_us = round(self.config.bound_slack_seconds * 1_000_000)
+        low = 0 if query.start_us is None else bisect.bisect_left(self._started, query.start_us - slack_us)
+        if query.end_us is None:
+            high = len(self._started)
+        elif slack_us:
+            high = bisect.bisect_right(self._started, query.end_us + slack_us)
+        else:
+            high = bisect.bisect_left(self._started, query.end_us)
         channels = set(query.channels)
         selected = [
             entry

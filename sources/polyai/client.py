@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 from dlt.sources.helpers.requests.session import Session
 from requests import Response
@@ -20,6 +21,7 @@ from requests import Response
 from .config import ConnectorSettings
 from .retries import RequestPacer, RetryBudget, make_retrying, make_session
 from .settings import API_KEY_HEADER, CORRELATION_HEADER
+from .typed_pages import DecodedPage, decode_typed_page, is_typed
 from .windows import Window
 
 logger = logging.getLogger(__name__)
@@ -128,26 +130,30 @@ class PolyAIClient:
             params["in_progress"] = "false"
         return params
 
-    def iter_pages(self, window: Window, parse_slots: PageSlots | None = None) -> Iterator[Page]:
+    def iter_pages(
+        self,
+        window: Window,
+        parse_slots: PageSlots | None = None,
+        decoder: msgspec.json.Decoder | None = None,
+    ) -> Iterator[Page]:
         """Every page of one window: keyset `cursor` where the API gives one, else `next_offset`.
 
         Offset pages are positions in a result set that moves while conversations are
         written, so each offset page re-reads a few rows of the previous one and repeats are
-        dropped: a shift in either direction neither skips nor doubles a conversation.
+        dropped: a shift in either direction neither skips nor doubles a conversation. Repeats
+        are dropped with cursors too, which are documented stable but not free of repeats: the
+        run tells the destination that its rows need no de-duplication.
 
         With `parse_slots`, a page is decoded only once a slot is free; the consumer releases
         it when done with the page. Raw bodies are small, decoded pages are ten times larger:
-        this keeps memory flat however many windows are fetched at once.
+        this keeps memory flat however many windows are fetched at once. With `decoder`,
+        pages that fit it come as typed records (typed_pages), the others as dicts.
         """
         params = self.window_params(window)
-        offset_paging = False
         seen: set[str] = set()
         while True:
-            page, cursor, next_offset = self._next_page(params, window, parse_slots)
-            offset_paging = offset_paging or (not cursor and next_offset is not None)
-            if offset_paging:
-                page.conversations = [c for c in page.conversations if c["id"] not in seen]
-                seen.update(c["id"] for c in page.conversations)
+            page, cursor, next_offset = self._next_page(params, window, parse_slots, decoder)
+            page.conversations = drop_repeats(page.conversations, seen)
             yield page
             # A suspended generator keeps its locals: without this, every worker would hold
             # its last decoded page (~18 MB per 1000 conversations) while it fetches the next.
@@ -164,23 +170,26 @@ class PolyAIClient:
                 return
 
     def _next_page(
-        self, params: dict[str, Any], window: Window, parse_slots: PageSlots | None
+        self,
+        params: dict[str, Any],
+        window: Window,
+        parse_slots: PageSlots | None,
+        decoder: msgspec.json.Decoder | None,
     ) -> tuple[Page, str | None, int | None]:
         """One page of `window` and where the next one starts; the decoded body is not kept."""
-        body = self._get(params, parse_slots)
-        return Page(body.get("conversations") or [], window), body.get("cursor"), body.get("next_offset")
+        body = self._get(params, parse_slots, decoder)
+        return Page(body.conversations, window), body.cursor, body.next_offset
 
-    def _get(self, params: dict[str, Any], parse_slots: PageSlots | None) -> dict[str, Any]:
+    def _get(
+        self, params: dict[str, Any], parse_slots: PageSlots | None, decoder: msgspec.json.Decoder | None
+    ) -> DecodedPage:
         """One page, decoded; a body that passed the retry check but does not parse is fetched again."""
         for attempt in range(1, self.settings.max_attempts + 1):
             response = self._request(params)
             if parse_slots is not None:
                 parse_slots.acquire()
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                body = None
-            if isinstance(body, dict):
+            body = decode_page(response.content, decoder)
+            if body is not None:
                 return body
             if parse_slots is not None:
                 parse_slots.release()
@@ -215,6 +224,31 @@ class PolyAIClient:
         )
 
 
+def decode_page(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
+    """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object."""
+    if decoder is not None:
+        typed = decode_typed_page(decoder, content)
+        if typed is not None:
+            return typed
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    return DecodedPage(body.get("conversations") or [], body.get("cursor"), body.get("next_offset"))
+
+
+def drop_repeats(conversations: list[Any], seen: set[str]) -> list[Any]:
+    """The conversations whose id is not in `seen`, each once; `seen` learns them."""
+    kept = []
+    for conversation in conversations:
+        if conversation["id"] not in seen:
+            seen.add(conversation["id"])
+            kept.append(conversation)
+    return kept
+
+
 def next_page_offset(current: int, next_offset: int, limit: int) -> int:
     """The offset to ask for next: a tenth of a page back, and always forward."""
     return max(current + 1, next_offset - limit // 10)
@@ -228,6 +262,8 @@ DECODED_PAGES = 1
 # Conversations handed to the caller at once. Shaping a page into Arrow builds intermediate
 # lists and strings about three times the size of the decoded page; slicing bounds them to a
 # slice, and each slice's conversations are freed as soon as the caller is done with them.
+# Typed pages (typed_pages) are shaped whole: their records are compact, their JSON values
+# are views of the page's body, and every item handed to dlt costs ~10 ms of its own work.
 PAGE_SLICE = 250
 
 
@@ -287,7 +323,10 @@ def return_large_buffers_to_os() -> bool:
 
 
 def iter_windows_concurrently(
-    client: PolyAIClient, windows: list[Window], concurrency: int
+    client: PolyAIClient,
+    windows: list[Window],
+    concurrency: int,
+    decoder: msgspec.json.Decoder | None = None,
 ) -> Iterator[Page]:
     """Pages of all windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
@@ -313,7 +352,7 @@ def iter_windows_concurrently(
                     window = todo.get_nowait()
                 except queue.Empty:
                     return
-                for page in client.iter_pages(window, slots):
+                for page in client.iter_pages(window, slots, decoder):
                     pages.put(page)
                     # Not kept while the next page is fetched: the consumer owns it now.
                     del page
@@ -344,7 +383,8 @@ def iter_windows_concurrently(
             elif isinstance(item, BaseException):
                 raise item
             else:
-                yield from in_slices(item, PAGE_SLICE)
+                typed = is_typed(item.conversations)
+                yield from in_slices(item, len(item.conversations) if typed else PAGE_SLICE)
                 # Dropped before waiting for the next page, so that only the pages holding a
                 # slot and the one the caller still looks at are alive.
                 del item

@@ -28,6 +28,7 @@ from .settings import (
     TURN_TEXT_FIELDS,
     TURN_TIMESTAMP_FIELDS,
 )
+from .typed_pages import is_typed, typed_columns
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -119,18 +120,21 @@ def turns_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = N
     turn objects (no row dict per turn: a page has ~10k turns).
     """
     types = dict(TURN_COLUMN_TYPES) if types is None else types
-    owners: list[dict[str, Any]] = []
+    conversation_ids: list[Any] = []
+    started_ats: list[Any] = []
     positions: list[int] = []
-    turns: list[dict[str, Any]] = []
+    turns: list[Any] = []
     for conversation in page:
-        for index, turn in enumerate(conversation.get("turns") or []):
-            owners.append(conversation)
-            positions.append(index)
-            turns.append(turn)
+        conversation_turns = conversation.get("turns") or []
+        count = len(conversation_turns)
+        conversation_ids += [conversation["id"]] * count
+        started_ats += [conversation["started_at"]] * count
+        positions += range(count)
+        turns += conversation_turns
     columns = _collect_columns(turns, types, skip=TURN_CONTEXT_COLUMNS)
-    columns["conversation_id"] = [owner["id"] for owner in owners]
+    columns["conversation_id"] = conversation_ids
     columns["turn_index"] = positions
-    columns["conversation_started_at"] = [owner["started_at"] for owner in owners]
+    columns["conversation_started_at"] = started_ats
     latency = columns["latency"]
     if any(isinstance(value, (dict, list)) for value in latency):
         columns["latency_detail"] = [v if isinstance(v, (dict, list)) else None for v in latency]
@@ -143,6 +147,11 @@ def _collect_columns(
 ) -> dict[str, list[Any]]:
     """Column name -> values, known columns first; a field missing from a row is None."""
     names = {name: None for name in known if not name.endswith(VARIANT_SUFFIX)}
+    if is_typed(rows):
+        # Typed records only have known fields (their page failed to decode otherwise), and
+        # their values already have the column's type: scalars go to Arrow as they are.
+        arrow_types = {name: ARROW_TYPES[known[name]] for name in names if known[name] in CHECKED_TYPES}
+        return typed_columns(rows, names, arrow_types)  # type: ignore[arg-type]
     skipped = set(skip)
     for row in rows:
         for name in row:
@@ -169,6 +178,8 @@ ACCEPTED_TYPES: dict[str, tuple[type, ...] | None] = {
 
 
 VARIANT_SUFFIX = "__v_json"
+# Column types whose values typed records (typed_pages) bring already checked.
+CHECKED_TYPES = ("text", "bigint", "double", "bool")
 
 
 def variant_column(name: str) -> str:
@@ -212,8 +223,10 @@ def _arrow_field(name: str, data_type: str) -> pa.Field:
     return pa.field(name, ARROW_TYPES[data_type], metadata=metadata)
 
 
-def _split_misfits(values: list[Any], data_type: str) -> tuple[Any, list[Any] | None]:
+def _split_misfits(values: list[Any] | pa.Array, data_type: str) -> tuple[Any, list[Any] | None]:
     """Values that fit the column's type, and (if any do not) the others, so nothing is lost."""
+    if isinstance(values, pa.Array):
+        return values, None
     if data_type == "timestamp":
         return _parse_timestamps(values)
     accepted = ACCEPTED_TYPES[data_type]
