@@ -22,7 +22,8 @@ import pyarrow as pa
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
-from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient, iter_windows_concurrently
+from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
+from .concurrent_windows import iter_windows_concurrently, release_freed_memory
 from .config import ConfigurationError, ConnectorSettings, build_settings
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
 from .records import (
@@ -217,6 +218,7 @@ def conversation_pages(
                 hidden_transcripts += has_hidden_transcript(conversation)
             if conversations:
                 yield conversations
+        release_freed_memory()
         if hidden_transcripts:
             logger.warning(
                 "%d conversations came with no turns although num_turns > 0: the project's "
