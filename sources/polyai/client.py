@@ -139,9 +139,10 @@ class PolyAIClient:
 
         Offset pages are positions in a result set that moves while conversations are
         written, so each offset page re-reads a few rows of the previous one and repeats are
-        dropped: a shift in either direction neither skips nor doubles a conversation. Repeats
-        are dropped with cursors too, which are documented stable but not free of repeats: the
-        run tells the destination that its rows need no de-duplication.
+        dropped: a shift in either direction neither skips nor doubles a conversation. Keyset
+        pages do not shift; still, a repeat of the page before is dropped (the run tells the
+        destination that its rows need no de-duplication), and only that page's ids are kept,
+        so memory does not grow with the window.
 
         With `parse_slots`, a page is decoded only once a slot is free; the consumer releases
         it when done with the page. Raw bodies are small, decoded pages are ten times larger:
@@ -150,9 +151,13 @@ class PolyAIClient:
         """
         params = self.window_params(window)
         seen: set[str] = set()
+        offset_paging = False
         while True:
             page, cursor, next_offset = self._next_page(params, window, parse_slots, decoder)
+            offset_paging = offset_paging or (not cursor and next_offset is not None)
             page.conversations = drop_repeats(page.conversations, seen)
+            if not offset_paging:
+                seen = {conversation["id"] for conversation in page.conversations}
             yield page
             # A suspended generator keeps its locals: without this, every worker would hold
             # its last decoded page (~18 MB per 1000 conversations) while it fetches the next.
