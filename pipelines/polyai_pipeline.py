@@ -31,6 +31,12 @@ from sources.polyai import polyai_source
 EXIT_FAILED = 1
 EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
+# DuckDB's own message names `SET memory_limit`, which a user of this command cannot run.
+DUCKDB_MEMORY_HINT = (
+    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 256MB, enough to merge 400k "
+    "conversations again over a full table). Raise it for this run: "
+    'DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\''
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -92,6 +98,8 @@ def report_failure(error: BaseException) -> int:
         return EXIT_EXPECTED_ERROR
     if isinstance(error, PipelineStepFailed):
         print(f"error: the {error.step} step failed: {error.exception}", file=sys.stderr)
+        if "Out of Memory" in str(error.exception):
+            print(DUCKDB_MEMORY_HINT, file=sys.stderr)
         print("Nothing was lost: run again and dlt finishes the pending load first.", file=sys.stderr)
         return EXIT_FAILED
     raise error

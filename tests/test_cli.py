@@ -70,6 +70,35 @@ def test_scheduled_run_reads_env_settings_and_prints_summary(
     assert simulator.config.api_key not in result.stdout + result.stderr
 
 
+def test_a_load_that_runs_out_of_duckdb_memory_names_the_setting_and_loses_nothing(
+    tmp_path: Path, live_simulator: tuple[Simulator, str]
+) -> None:
+    simulator, base_url = live_simulator
+    env = {
+        "SOURCES__POLYAI__API_KEY": simulator.config.api_key,
+        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
+        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
+        "SOURCES__POLYAI__BASE_URL": base_url,
+        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "tight.duckdb"),
+        "LOAD__RAISE_ON_MAX_RETRIES": "1",
+    }
+    tight = run_cli(
+        tmp_path, env={**env, "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "1MB"}'}
+    )
+    assert tight.returncode == 1, tight.stdout + tight.stderr
+    assert "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG" in tight.stderr
+    assert "Traceback" not in tight.stderr
+    # The pending package is loaded by the next run, with the limit raised.
+    again = run_cli(
+        tmp_path, env={**env, "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "256MB"}'}
+    )
+    assert again.returncode == 0, again.stderr
+    with duckdb.connect(str(tmp_path / "tight.duckdb"), read_only=True) as connection:
+        loaded = connection.sql("SELECT count(*) FROM polyai.conversations").fetchall()
+    assert loaded == [(len(simulator.truth()),)]
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
