@@ -64,7 +64,8 @@ class InvalidResponseError(Exception):
 
 @dataclass
 class Page:
-    conversations: list[dict[str, Any]]
+    # Dicts, or typed records (typed_pages.TypedRecord) that read like them.
+    conversations: list[Any]
     window: Window
 
 
