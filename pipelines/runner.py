@@ -13,7 +13,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
 
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
-from sources.polyai.records import rows_with_json_values
+from sources.polyai.records import dlt_column_hints, rows_with_json_values
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,9 @@ def prepare_source(source: DltSource, destination: str) -> None:
     if destination not in JSON_AS_OBJECTS:
         return
     for name in DATA_RESOURCES:
+        # Python rows carry no schema: every known column is declared, as the Arrow schema
+        # did for the other destinations.
+        source.resources[name].apply_hints(columns=dlt_column_hints(KNOWN_COLUMNS[name]))
         source.resources[name].add_map(rows_with_json_values)
 
 

@@ -27,6 +27,7 @@ from .concurrent_windows import iter_windows_concurrently, release_freed_memory
 from .config import ConfigurationError, ConnectorSettings, build_settings
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
 from .records import (
+    arrow_column_hints,
     conversations_table,
     dlt_column_hints,
     has_hidden_transcript,
@@ -309,7 +310,7 @@ class ColumnTypes:
     name="conversations",
     primary_key="id",
     write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=dlt_column_hints(CONVERSATION_COLUMN_TYPES),
+    columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=("id",)),
 )
 def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
@@ -322,7 +323,7 @@ def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[An
     primary_key=("conversation_id", "turn_index"),
     merge_key="conversation_id",
     write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=dlt_column_hints(TURN_COLUMN_TYPES),
+    columns=arrow_column_hints(TURN_COLUMN_TYPES, keys=("conversation_id", "turn_index")),
 )
 def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
