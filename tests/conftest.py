@@ -96,6 +96,18 @@ def make_harness(
         server.stop()
 
 
+def scheduled_env(simulator: Simulator, base_url: str, database: str | Path) -> dict[str, str]:
+    """The settings a scheduled run reads from its environment, for this simulator and database."""
+    return {
+        "SOURCES__POLYAI__API_KEY": simulator.config.api_key,
+        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
+        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
+        "SOURCES__POLYAI__BASE_URL": base_url,
+        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
+        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
+    }
+
+
 @contextmanager
 def finished_traffic(seed: int, n_conversations: int, hours: float) -> Iterator[tuple[Simulator, str]]:
     """A simulator on the real clock whose traffic ended an hour ago, served on 127.0.0.1.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import finished_traffic
+from conftest import finished_traffic, scheduled_env
 
 from polyai_simulator import Simulator
 
@@ -30,18 +30,6 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
         text=True,
         timeout=300,
     )
-
-
-def settings_env(simulator: Simulator, base_url: str, database: Path) -> dict[str, str]:
-    """The settings a scheduled run reads from its environment, for this simulator and database."""
-    return {
-        "SOURCES__POLYAI__API_KEY": simulator.config.api_key,
-        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
-        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
-        "SOURCES__POLYAI__BASE_URL": base_url,
-        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
-        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
-    }
 
 
 @pytest.fixture
@@ -66,7 +54,7 @@ def test_scheduled_run_reads_env_settings_and_prints_summary(
     tmp_path: Path, live_simulator: tuple[Simulator, str]
 ) -> None:
     simulator, base_url = live_simulator
-    env = settings_env(simulator, base_url, tmp_path / "scheduled.duckdb")
+    env = scheduled_env(simulator, base_url, tmp_path / "scheduled.duckdb")
     result = run_cli(tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     visible = len(simulator.truth())
@@ -79,7 +67,7 @@ def test_a_load_that_runs_out_of_duckdb_memory_names_the_setting_and_loses_nothi
     tmp_path: Path, live_simulator: tuple[Simulator, str]
 ) -> None:
     simulator, base_url = live_simulator
-    env = {**settings_env(simulator, base_url, tmp_path / "tight.duckdb"), "LOAD__RAISE_ON_MAX_RETRIES": "1"}
+    env = {**scheduled_env(simulator, base_url, tmp_path / "tight.duckdb"), "LOAD__RAISE_ON_MAX_RETRIES": "1"}
     tight = run_cli(
         tmp_path, env={**env, "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": '{"memory_limit": "1MB"}'}
     )

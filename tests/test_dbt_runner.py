@@ -14,7 +14,7 @@ from pathlib import Path
 import dlt
 import duckdb
 import pytest
-from conftest import Harness, finished_traffic
+from conftest import Harness, finished_traffic, scheduled_env
 from test_cli import run_cli
 
 from pipelines.dbt_runner import DBT_PROJECT_DIR, DbtFailed, require_dbt, run_dbt
@@ -68,17 +68,6 @@ def assert_marts_agree_with_sources(database: Path, dataset: str, analytics: str
 def finished_simulator() -> Iterator[tuple[Simulator, str]]:
     with finished_traffic(seed=5, n_conversations=200, hours=30) as served:
         yield served
-
-
-def scheduled_env(simulator: Simulator, base_url: str, database: str) -> dict[str, str]:
-    return {
-        "SOURCES__POLYAI__API_KEY": simulator.config.api_key,
-        "SOURCES__POLYAI__ACCOUNT_ID": simulator.config.account_id,
-        "SOURCES__POLYAI__PROJECT_ID": simulator.config.project_id,
-        "SOURCES__POLYAI__BASE_URL": base_url,
-        "SOURCES__POLYAI__START_DATE": simulator.config.start.isoformat(),
-        "DESTINATION__DUCKDB__CREDENTIALS": database,
-    }
 
 
 def test_demo_with_run_dbt_builds_marts_that_agree_with_the_load(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from conftest import finished_traffic
+from conftest import finished_traffic, scheduled_env
 from dlt.destinations import bigquery, snowflake
 from dlt.destinations import duckdb as duckdb_destination
 
@@ -211,15 +211,9 @@ def set_connector_env(
     simulator: Simulator, base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """The connector's settings for the simulator as environment variables; the DuckDB file."""
-    config = simulator.config
     database = tmp_path / "scheduled.duckdb"
     for name, value in {
-        "SOURCES__POLYAI__API_KEY": config.api_key,
-        "SOURCES__POLYAI__ACCOUNT_ID": config.account_id,
-        "SOURCES__POLYAI__PROJECT_ID": config.project_id,
-        "SOURCES__POLYAI__BASE_URL": base_url,
-        "SOURCES__POLYAI__START_DATE": config.start.isoformat(),
-        "DESTINATION__DUCKDB__CREDENTIALS": str(database),
+        **scheduled_env(simulator, base_url, database),
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }.items():
         monkeypatch.setenv(name, value)

@@ -80,6 +80,8 @@ class _JsonHintNotice(logging.Filter):
 logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
 
+CONVERSATION_KEY: Final = ("id",)
+TURN_KEY: Final = ("conversation_id", "turn_index")
 # The source sends each conversation (and so each turn) once per run (windows.RunWindows and
 # the client's per-window check): the merge can skip its ROW_NUMBER() pass over the staged
 # rows, which took ~45% of a 100k-conversation load into DuckDB and most of its memory.
@@ -308,9 +310,9 @@ class ColumnTypes:
 
 @dlt.transformer(
     name="conversations",
-    primary_key="id",
+    primary_key=CONVERSATION_KEY,
     write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=("id",)),
+    columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=CONVERSATION_KEY),
 )
 def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
@@ -320,10 +322,10 @@ def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[An
 
 @dlt.transformer(
     name="turns",
-    primary_key=("conversation_id", "turn_index"),
+    primary_key=TURN_KEY,
     merge_key="conversation_id",
     write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=arrow_column_hints(TURN_COLUMN_TYPES, keys=("conversation_id", "turn_index")),
+    columns=arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY),
 )
 def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
