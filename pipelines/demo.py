@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dlt
 import duckdb
@@ -15,6 +16,7 @@ from sources.polyai import polyai_source
 
 DEMO_PIPELINE_NAME = "polyai_demo"
 DEMO_DATABASE = "polyai_demo.duckdb"
+DEMO_PIPELINES_DIR = ".polyai_demo"
 DEMO_API_KEY = "demo-key-not-secret"
 
 EXAMPLE_QUERIES = (
@@ -64,11 +66,14 @@ def run_demo(args: argparse.Namespace) -> int:
     simulator = demo_simulator(args.demo_conversations)
     with SimulatorServer(simulator) as server:
         print(f"simulator serving PolyAI's API on {server.base_url}")
+        # Both in the current folder, as absolute paths: dlt resolves a relative DuckDB path
+        # against the folder where the pipeline first ran, and keeps its state (the cursor) in
+        # ~/.dlt/pipelines, so a demo in a second clone would write into the first one's file.
         pipeline = make_pipeline(
             args.pipeline_name or DEMO_PIPELINE_NAME,
-            dlt.destinations.duckdb(DEMO_DATABASE),
+            dlt.destinations.duckdb(str(Path(DEMO_DATABASE).resolve())),
             args.dataset_name,
-            args.pipelines_dir,
+            args.pipelines_dir or str(Path(DEMO_PIPELINES_DIR).resolve()),
         )
         source = polyai_source(
             api_key=DEMO_API_KEY,

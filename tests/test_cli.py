@@ -50,6 +50,27 @@ def test_demo_loads_duckdb_without_credentials(tmp_path: Path) -> None:
     assert turns > conversations
 
 
+def test_the_demo_in_a_second_folder_loads_its_own_file(tmp_path: Path) -> None:
+    """dlt keeps pipeline state in one data folder for all checkouts: the demo must not follow it."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    environment["DLT_DATA_DIR"] = str(tmp_path / "shared_dlt_data")
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "--demo", "--demo-conversations", "200"],
+            cwd=tmp_path / folder,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        with duckdb.connect(str(tmp_path / folder / "polyai_demo.duckdb"), read_only=True) as connection:
+            loaded = connection.sql("SELECT count(*) FROM polyai.conversations").fetchall()[0][0]
+        assert loaded > 100, (folder, loaded)
+
+
 def test_scheduled_run_reads_env_settings_and_prints_summary(
     tmp_path: Path, live_simulator: tuple[Simulator, str]
 ) -> None:
