@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def run_demo(args: argparse.Namespace) -> int:
             args.dataset_name,
             args.pipelines_dir or str(Path(DEMO_PIPELINES_DIR).resolve()),
         )
-        source = polyai_source(
+        source = functools.partial(
+            polyai_source,
             api_key=DEMO_API_KEY,
             account_id=simulator.config.account_id,
             project_id=simulator.config.project_id,

@@ -33,8 +33,8 @@ EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
 # DuckDB's own message names `SET memory_limit`, which a user of this command cannot run.
 DUCKDB_MEMORY_HINT = (
-    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 256MB, enough to merge 400k "
-    "conversations again over a full table). Raise it for this run: "
+    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 64MB, enough to merge 80k "
+    "conversations again over full tables). Raise it for this run: "
     'DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\''
 )
 
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset_name,
             args.pipelines_dir,
         )
-        summary = run_load(pipeline, polyai_source())
+        summary = run_load(pipeline, polyai_source)
         print(summary.render())
         if args.run_dbt:
             print(run_dbt(pipeline).render())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,10 +75,14 @@ class RunSummary:
     hidden_transcripts: int
     new_columns: list[str]
     load_info: LoadInfo | None
+    # Loads this run took: a backfill beyond max_conversations_per_load takes several.
+    loads: int = 1
+    caught_up: bool = True
 
     def render(self) -> str:
+        in_loads = f" in {self.loads} loads" if self.loads > 1 else ""
         lines = [
-            f"loaded {self.conversations} conversation rows and {self.turns} turn rows",
+            f"loaded {self.conversations} conversation rows and {self.turns} turn rows{in_loads}",
             f"in progress, re-pulled on later runs: {self.pending}",
             f"cursor (started_at read up to): {self.cursor or 'not set'}",
             f"API requests: {self.requests}",
@@ -100,7 +105,13 @@ class RunSummary:
 TESTED_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake")
 
 
-def run_load(pipeline: dlt.Pipeline, source: DltSource) -> RunSummary:
+def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> RunSummary:
+    """Load until the cursor has caught up with now: one load, or several for a long backfill.
+
+    `make_source` builds the source for each load (a dlt source is read once). Each load is
+    committed with its cursor before the next starts, so a failure loses at most one load's
+    work, and the next run goes on from there.
+    """
     destination = destination_name(pipeline)
     if destination not in TESTED_DESTINATIONS:
         logger.warning(
@@ -110,9 +121,47 @@ def run_load(pipeline: dlt.Pipeline, source: DltSource) -> RunSummary:
             destination,
             ", ".join(TESTED_DESTINATIONS),
         )
-    prepare_source(source, destination)
-    load_info = pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination))
-    return summarize(pipeline, load_info)
+    summaries: list[RunSummary] = []
+    while True:
+        source = make_source()
+        prepare_source(source, destination)
+        load_info = pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination))
+        summaries.append(summarize(pipeline, load_info))
+        if summaries[-1].caught_up:
+            return combine(summaries)
+        logger.info("backfill loaded up to %s; loading the next part", summaries[-1].cursor)
+
+
+def source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    return pipeline.state.get("sources", {}).get("polyai", {})
+
+
+def caught_up(pipeline: dlt.Pipeline) -> bool:
+    """Whether the pipeline's last load read everything up to its clock (see run_load)."""
+    return bool(source_state(pipeline).get("last_run", {}).get("caught_up", True))
+
+
+def cursor(pipeline: dlt.Pipeline) -> str | None:
+    """How far `started_at` has been read (ISO 8601 UTC), None before the first load."""
+    return source_state(pipeline).get("cursor")
+
+
+def combine(summaries: list[RunSummary]) -> RunSummary:
+    """One summary for the loads of one run: counts added up, state as the last load left it."""
+    last = summaries[-1]
+    return RunSummary(
+        conversations=sum(summary.conversations for summary in summaries),
+        turns=sum(summary.turns for summary in summaries),
+        pending=last.pending,
+        cursor=last.cursor,
+        requests=sum(summary.requests for summary in summaries),
+        expired=sum(summary.expired for summary in summaries),
+        hidden_transcripts=sum(summary.hidden_transcripts for summary in summaries),
+        new_columns=sorted({column for summary in summaries for column in summary.new_columns}),
+        load_info=last.load_info,
+        loads=len(summaries),
+        caught_up=last.caught_up,
+    )
 
 
 def prepare_source(source: DltSource, destination: str) -> None:
@@ -131,7 +180,7 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
     trace = pipeline.last_trace
     if trace is not None and trace.last_normalize_info is not None:
         row_counts = trace.last_normalize_info.row_counts
-    state = pipeline.state.get("sources", {}).get("polyai", {})
+    state = source_state(pipeline)
     last_run = state.get("last_run", {})
     return RunSummary(
         conversations=row_counts.get("conversations", 0),
@@ -143,6 +192,7 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
         hidden_transcripts=last_run.get("hidden_transcripts", 0),
         new_columns=new_columns(load_info),
         load_info=load_info,
+        caught_up=last_run.get("caught_up", True),
     )
 
 

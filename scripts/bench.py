@@ -22,6 +22,7 @@ It prints one table; `x baseline` compares with the baseline of the same case.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -145,7 +146,8 @@ def pipeline(options: dict[str, Any]) -> None:
     target = make_pipeline("bench", dlt.destinations.duckdb(f"{workdir}/bench.duckdb"), "polyai", workdir)
     summary = run_load(
         target,
-        polyai_source(
+        functools.partial(
+            polyai_source,
             api_key=KEY,
             account_id=ACCOUNT,
             project_id=PROJECT,

@@ -3,6 +3,7 @@ tests/test_destinations.py, into any dlt destination)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class Harness:
             **self.source_options,
             **overrides,
         }
-        return run_load(self.pipeline, polyai_source(**options))
+        return run_load(self.pipeline, functools.partial(polyai_source, **options))
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         """Rows as the destination returns them; JSON columns as the JSON text they hold."""

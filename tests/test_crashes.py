@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -28,7 +30,9 @@ def world() -> Iterator[tuple[Simulator, str]]:
     server.stop()
 
 
-def run_worker(base_url: str, tmp_path: Path, simulator: Simulator, kill_at: str) -> int:
+def run_worker(
+    base_url: str, tmp_path: Path, simulator: Simulator, kill_at: str, load_options: dict | None = None
+) -> int:
     result = subprocess.run(
         [
             sys.executable,
@@ -42,6 +46,7 @@ def run_worker(base_url: str, tmp_path: Path, simulator: Simulator, kill_at: str
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "POLYAI_TEST_LOAD_OPTIONS": json.dumps(load_options or {})},
     )
     if kill_at == "none" or result.returncode not in (0, -signal.SIGKILL):
         assert result.returncode == 0, result.stderr[-3000:]
@@ -81,6 +86,31 @@ def test_killed_run_then_rerun_ends_at_the_truth(
     assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
     simulator.clock.advance(timedelta(hours=12))
     run_worker(base_url, tmp_path, simulator, "none")
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    problems = compare_tables(simulator.truth(), conversations, turns)
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_a_backfill_killed_in_its_second_load_goes_on_from_the_first(
+    tmp_path: Path, world: tuple[Simulator, str]
+) -> None:
+    simulator, base_url = world
+    small_loads = {"max_conversations_per_load": 30, "window_hours": 0.25}
+    code = run_worker(base_url, tmp_path, simulator, "second_load", small_loads)
+    assert code == -signal.SIGKILL, f"worker exited {code}"
+    conversations, _ = tables(tmp_path / "crash.duckdb")
+    visible = {c["id"] for c in simulator.truth()}
+    assert 30 <= len(conversations) < len(visible), "the first load should be committed, alone"
+
+    simulator.reset_stats()
+    run_worker(base_url, tmp_path, simulator, "none", small_loads)
+    starts = {entry["params"]["start_time"][0] for entry in simulator.stats.request_log}
+    assert "2026-11-02T08:00:00.000000Z" not in starts, "the backfill started again from start_date"
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    assert len({row["id"] for row in conversations}) == len(conversations)
+    assert {row["id"] for row in conversations} == visible
+    simulator.clock.advance(timedelta(hours=12))
+    run_worker(base_url, tmp_path, simulator, "none", small_loads)
     conversations, turns = tables(tmp_path / "crash.duckdb")
     problems = compare_tables(simulator.truth(), conversations, turns)
     assert not problems, "\n".join(problems[:20])

@@ -8,6 +8,7 @@ latency sent as an object, missing optional columns, an unknown channel).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -117,7 +118,8 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
         )
         run_load(
             pipeline,
-            polyai_source(
+            functools.partial(
+                polyai_source,
                 api_key=sim.config.api_key,
                 account_id=sim.config.account_id,
                 project_id=sim.config.project_id,

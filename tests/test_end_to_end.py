@@ -62,22 +62,35 @@ FAULTS_10_PERCENT = {
 }
 
 
-@pytest.mark.parametrize("faults", [{}, FAULTS_10_PERCENT], ids=["clean", "10pct-faults"])
+# Every run cut into loads of ~10 conversations over 6-minute windows: the loads of one run
+# and the runs between them must hand over the cursor and the pending set without a gap.
+SMALL_LOADS = {"max_conversations_per_load": 10, "window_hours": 0.1, "concurrency": 2}
+
+
+@pytest.mark.parametrize(
+    ("faults", "load_options"),
+    [({}, {}), (FAULTS_10_PERCENT, {}), ({}, SMALL_LOADS)],
+    ids=["clean", "10pct-faults", "small-loads"],
+)
 def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
-    harness: Harness, faults: dict[str, float]
+    harness: Harness, faults: dict[str, float], load_options: dict[str, Any]
 ) -> None:
     # A fixed seed whose draws hit at least three fault kinds in this scenario: the check
     # below proves the faults really happened rather than trusting the rates.
     harness.simulator.faults = Faults(seed=FAULT_SEED, slow_seconds=1.5)
     harness.simulator.faults.set_rates(**faults)
     harness.source_options.update(read_timeout=1.0, max_retry_delay=0.2, backoff_factor=0.01, limit=5)
+    harness.source_options.update(load_options)
     pending_seen = 0
+    loads = 0
     faults_seen: list[str] = []
     requests = 0
     for minutes in STEPS_MINUTES:
         pending_before = len(harness.source_state.get("pending", {}))
         harness.simulator.reset_stats()
         summary = harness.run()
+        assert summary.caught_up and summary.cursor == harness.clock.now().isoformat()
+        loads = max(loads, summary.loads)
         pending_seen = max(pending_seen, summary.pending)
         # Re-pulls cost what is pending, not the history between pending conversations.
         assert repull_served(harness) <= pending_before
@@ -86,6 +99,7 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
         check_run_against_truth(harness)
         harness.clock.advance(timedelta(minutes=minutes))
     assert pending_seen > 0, "the scenario never had a conversation in progress at a run"
+    assert (loads > 2) == bool(load_options), f"at most {loads} loads in one run"
     if faults:
         assert len(set(faults_seen)) >= 3 and len(faults_seen) >= 0.05 * requests, (faults_seen, requests)
     else:
@@ -103,6 +117,30 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
     )
     assert not problems, "\n".join(problems[:20])
     assert harness.source_state["pending"] == {}
+
+
+def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(harness: Harness) -> None:
+    harness.clock.advance(timedelta(hours=14))  # every conversation has finished
+    summary = harness.run(max_conversations_per_load=60, window_hours=0.5, concurrency=2, limit=10)
+    # ~250 conversations: 60 per load, plus what the windows in flight still return.
+    assert summary.caught_up and 3 <= summary.loads <= 5, summary.loads
+    assert summary.conversations >= len(harness.simulator.truth())
+    problems = compare_tables(
+        harness.simulator.truth(include_latency=True),
+        harness.rows("conversations", "id"),
+        harness.rows("turns", "conversation_id, turn_index"),
+    )
+    assert not problems, "\n".join(problems[:20])
+    # Each load was committed on its own, with the cursor it had reached.
+    committed = harness.rows("_dlt_loads", "inserted_at")
+    assert len(committed) == summary.loads and all(row["status"] == 0 for row in committed)
+    cursors = [row["state"] for row in harness.rows("_dlt_pipeline_state", "created_at")]
+    assert len(cursors) == summary.loads
+    # Caught up: the next run reads only what is new.
+    harness.simulator.reset_stats()
+    harness.clock.advance(timedelta(minutes=5))
+    assert harness.run(max_conversations_per_load=60, window_hours=0.5).loads == 1
+    assert harness.simulator.stats.requests <= 2
 
 
 def test_tables_have_typed_columns_and_json(harness: Harness) -> None:

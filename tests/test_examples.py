@@ -291,13 +291,15 @@ def test_dagster_definitions_load_without_polyai_secrets(
 
 @QUIET_DAGSTER
 def test_dagster_assets_materialize_keep_state_and_build_the_marts(
-    simulator_settings: tuple[Simulator, Path],
+    simulator_settings: tuple[Simulator, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("dagster_dlt", reason="pip install -e '.[dagster]'")
     from dagster import materialize
     from dagster_dlt import DagsterDltResource
 
     simulator, database = simulator_settings
+    # The backfill takes several loads within the one materialization.
+    monkeypatch.setenv("SOURCES__POLYAI__MAX_CONVERSATIONS_PER_LOAD", "30")
     module = import_dagster_example()
     assets = [module.polyai_tables, module.polyai_dbt_marts]
     resources = {"dlt": DagsterDltResource()}
@@ -309,6 +311,7 @@ def test_dagster_assets_materialize_keep_state_and_build_the_marts(
     truth = len(simulator.truth())
     assert count(database, "SELECT count(*) FROM polyai.conversations") == truth
     assert count(database, "SELECT sum(conversations) FROM polyai_analytics.fct_daily_volume") == truth
+    assert count(database, "SELECT count(*) FROM polyai._dlt_loads WHERE status = 0") >= 2
     # dagster-dlt wipes the local pipeline folder before each run: the cursor must come back
     # from the DuckDB file, so the second run reads nothing again.
     assert materialize([module.polyai_tables], resources=resources).success

@@ -41,6 +41,8 @@ def served() -> Iterator[tuple[Simulator, str]]:
         ({"max_pending_hours": -1}, "max_pending_hours"),
         ({"window_hours": -2}, "window_hours"),
         ({"concurrency": 0}, "concurrency"),
+        ({"max_conversations_per_load": -5}, "max_conversations_per_load"),
+        ({"max_conversations_per_load": "lots"}, "max_conversations_per_load"),
         ({"phone_numbers": "hash"}, "pii_salt"),
     ],
 )

@@ -5,20 +5,25 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sources.polyai.client import drop_repeats
-from sources.polyai.settings import REPULL_PADDING
+from sources.polyai.concurrent_windows import WindowQueue
+from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
 from sources.polyai.windows import (
+    RunPlan,
     RunWindows,
     Sighting,
     Window,
+    cursor_after,
     first_sightings,
     main_window_bounds,
     plan_run,
     record_status,
     repull_windows,
+    slice_span,
     split_expired,
     split_window,
 )
@@ -280,3 +285,69 @@ def test_every_conversation_the_windows_cover_is_kept_exactly_once(
     assert len(kept) == len(set(kept)), "a conversation was kept twice"
     every_served = {c["id"] for window in windows for c in served(window)}
     assert set(kept) == every_served, "a conversation the server sent was dropped"
+
+
+def test_slices_give_each_worker_a_few_windows_between_an_hour_and_a_day() -> None:
+    assert slice_span(T0, T0 + DAY, 2) == DAY / 8
+    assert slice_span(T0, T0 + timedelta(hours=2), 8) == MIN_PARALLEL_SPAN
+    assert slice_span(T0, T0 + 365 * DAY, 8) == MAX_SLICE_SPAN
+    # One connection still gets windows, so that a long backfill can stop between them.
+    assert slice_span(T0, T0 + DAY, 1) == DAY / 4
+
+
+def backfill_plan() -> tuple[RunPlan, datetime]:
+    now = T0 + 3 * DAY
+    plan = plan_run(
+        cursor=None,
+        pending={},
+        now=now,
+        start_date=T0,
+        lookback=LOOKBACK,
+        max_pending_age=DAY,
+        max_window_span=DAY,
+    )
+    return plan, now
+
+
+def test_a_load_that_read_every_main_window_moves_the_cursor_to_now() -> None:
+    plan, now = backfill_plan()
+    assert len(plan.main_windows) == 3
+    assert cursor_after(plan, 3) == now
+
+
+def test_a_load_that_stopped_early_moves_the_cursor_to_the_end_of_what_it_read() -> None:
+    plan, _ = backfill_plan()
+    assert cursor_after(plan, 1) == T0 + DAY
+    assert cursor_after(plan, 2) == T0 + 2 * DAY
+
+
+def test_a_load_must_read_one_main_window() -> None:
+    plan, _ = backfill_plan()
+    with pytest.raises(ValueError):
+        cursor_after(plan, 0)
+
+
+def test_a_run_with_nothing_to_read_keeps_its_cursor() -> None:
+    cursor = T0 + DAY
+    plan = plan_run(
+        cursor=cursor, pending={}, now=cursor - HOUR, start_date=T0, lookback=LOOKBACK, max_pending_age=DAY
+    )
+    assert cursor_after(plan, 0) == cursor
+
+
+def test_window_queue_hands_out_a_prefix_and_always_the_first_ones() -> None:
+    windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(5)]
+    queue = WindowQueue(windows, always=2)
+    assert queue.take() == windows[0]
+    queue.close()
+    assert queue.take() == windows[1]
+    assert queue.take() is None
+    assert queue.take() is None
+    assert queue.handed_out == 2
+
+
+def test_window_queue_left_open_hands_out_everything_in_order() -> None:
+    windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(4)]
+    queue = WindowQueue(windows, always=1)
+    assert [queue.take() for _ in range(5)] == [*windows, None]
+    assert queue.handed_out == 4

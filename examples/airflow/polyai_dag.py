@@ -40,7 +40,7 @@ def load_polyai() -> None:
     from sources.polyai import polyai_source
 
     pipeline = make_pipeline(DEFAULT_PIPELINE_NAME, DESTINATION, DEFAULT_DATASET)
-    print(run_load(pipeline, polyai_source()).render())
+    print(run_load(pipeline, polyai_source).render())
 
 
 def build_dbt_marts() -> None:

@@ -33,6 +33,8 @@ from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
     FILE_FORMATS,
+    caught_up,
+    cursor,
     make_pipeline,
     prepare_source,
 )
@@ -67,11 +69,20 @@ def asset_naming_source() -> DltSource:
     pool="polyai_load",
 )
 def polyai_tables(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-    # A fresh source per run: settings come from the config of the run, and its clock is now.
-    source = polyai_source()
-    # What run_load does before pipeline.run: JSON shaped and file format chosen per destination.
-    prepare_source(source, DESTINATION)
-    yield from dlt.run(context=context, dlt_source=source, loader_file_format=FILE_FORMATS.get(DESTINATION))
+    # As run_load does: a backfill beyond max_conversations_per_load is loaded in several
+    # committed loads, each with a fresh source (settings from the run's config, clock now).
+    # Dagster takes one materialization per asset and run: the last load's is reported.
+    while True:
+        source = polyai_source()
+        # JSON shaped and file format chosen per destination.
+        prepare_source(source, DESTINATION)
+        events = list(
+            dlt.run(context=context, dlt_source=source, loader_file_format=FILE_FORMATS.get(DESTINATION))
+        )
+        if caught_up(polyai_pipeline):
+            yield from events
+            return
+        context.log.info("backfill loaded up to %s; loading the next part", cursor(polyai_pipeline))
 
 
 @asset(deps=[polyai_tables], group_name=GROUP)

@@ -23,7 +23,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
-from .concurrent_windows import iter_windows_concurrently, release_freed_memory
+from .concurrent_windows import WindowQueue, iter_windows_concurrently, release_freed_memory
 from .config import ConfigurationError, ConnectorSettings, build_settings
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
 from .records import (
@@ -44,12 +44,13 @@ from .settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LIMIT,
     DEFAULT_LOOKBACK_MINUTES,
+    DEFAULT_MAX_CONVERSATIONS_PER_LOAD,
     DEFAULT_MAX_PENDING_HOURS,
     DEFAULT_REGION,
     TURN_COLUMN_TYPES,
 )
 from .typed_pages import page_decoder
-from .windows import RunPlan, RunWindows, first_sightings, plan_run, record_status
+from .windows import RunPlan, RunWindows, cursor_after, first_sightings, plan_run, record_status
 
 __all__ = [
     "ConfigurationError",
@@ -124,6 +125,7 @@ def polyai_source(
     max_request_seconds: float = 600.0,
     retry_budget: int = 200,
     concurrency: int = DEFAULT_CONCURRENCY,
+    max_conversations_per_load: int | None = DEFAULT_MAX_CONVERSATIONS_PER_LOAD,
     phone_numbers: str = "keep",
     pii_salt: TSecretStrValue | None = None,
     redact_transcripts: bool = False,
@@ -133,6 +135,9 @@ def polyai_source(
     """The PolyAI source. Settings come from dlt config/secrets, section `sources.polyai`.
 
     `clock` returns "now" for the run (tests and the simulator move it); it defaults to UTC now.
+    A backfill longer than `max_conversations_per_load` reads only its first part: the source
+    state's `last_run.caught_up` is false, and `pipelines.runner.run_load` loads again until
+    it is true.
     """
     clock = clock or utc_now
     settings = build_settings(
@@ -162,6 +167,7 @@ def polyai_source(
         max_request_seconds=max_request_seconds,
         retry_budget=retry_budget,
         concurrency=concurrency,
+        max_conversations_per_load=max_conversations_per_load,
         now=clock(),
     )
     privacy = build_privacy_rules(phone_numbers, pii_salt, redact_transcripts, redact_state_keys)
@@ -202,10 +208,13 @@ def conversation_pages(
         )
         forget_expired(pending, plan, settings)
         hidden_transcripts = 0
+        loaded = 0
         windows = [*plan.repull_windows, *plan.main_windows]
+        # Every load reads the re-pulls and at least one main window, so each makes progress.
+        queue = WindowQueue(windows, always=len(plan.repull_windows) + 1)
         run_windows, checked = RunWindows(windows), set[str]()
         decoder = typed_page_decoder(settings, privacy, *table_types)
-        for page in iter_windows_concurrently(client, windows, settings.concurrency, decoder):
+        for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
             # Each conversation once per run: the merge is told to skip its own de-duplication.
             conversations = first_sightings(conversations, page.window, run_windows, checked)
@@ -219,6 +228,10 @@ def conversation_pages(
                     bool(conversation["in_progress"]),
                 )
                 hidden_transcripts += has_hidden_transcript(conversation)
+            loaded += len(conversations)
+            if settings.max_conversations_per_load and loaded >= settings.max_conversations_per_load:
+                # The windows in flight are finished; the others are left to the next load.
+                queue.close()
             if conversations:
                 yield conversations
         release_freed_memory()
@@ -229,13 +242,16 @@ def conversation_pages(
                 "Their turns already loaded were kept; ask PolyAI to turn transcripts on.",
                 hidden_transcripts,
             )
-        if plan.next_cursor is not None:
-            state["cursor"] = isoformat_utc(plan.next_cursor)
+        main_windows_read = queue.handed_out - len(plan.repull_windows)
+        next_cursor = cursor_after(plan, main_windows_read)
+        if next_cursor is not None:
+            state["cursor"] = isoformat_utc(next_cursor)
         state["last_run"] = {
             "requests": client.requests_made,
             "repull_windows": len(plan.repull_windows),
             "expired": len(plan.expired),
             "hidden_transcripts": hidden_transcripts,
+            "caught_up": main_windows_read >= len(plan.main_windows),
         }
 
     return read_pages
@@ -308,6 +324,11 @@ class ColumnTypes:
         return self._types
 
 
+def without_primary_key(hints: dict[str, dict[str, Any]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Says so explicitly: a schema stored by an earlier version keeps its key hints otherwise."""
+    return {name: {**hint, "primary_key": False} if name in keys else hint for name, hint in hints.items()}
+
+
 @dlt.transformer(
     name="conversations",
     primary_key=CONVERSATION_KEY,
@@ -322,10 +343,13 @@ def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[An
 
 @dlt.transformer(
     name="turns",
-    primary_key=TURN_KEY,
+    # No primary key: with one, dlt's delete matches `key OR merge key`, which DuckDB cannot
+    # run as a hash join. Re-merging 40k conversations (400k turns) over 800k turns ran out
+    # of memory with memory_limit=64MB; by the merge key alone it took 0.33 s. The merge key
+    # covers the primary key: a conversation loaded again replaces all of its turns.
     merge_key="conversation_id",
     write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY),
+    columns=without_primary_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), TURN_KEY),
 )
 def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""

@@ -45,6 +45,37 @@ def in_slices(page: Page, size: int) -> Iterator[Page]:
         del chunk
 
 
+class WindowQueue:
+    """The run's windows, handed out in order; closing it keeps the rest for the next load.
+
+    The first `always` windows are handed out whatever happens (the re-pulls and one main
+    window: every load makes progress), so the windows handed out are always a prefix of the
+    list, and a load that stops early knows where the next one starts.
+    """
+
+    def __init__(self, windows: list[Window], always: int) -> None:
+        self._windows = windows
+        self._always = always
+        self._lock = threading.Lock()
+        self._closed = False
+        self.handed_out = 0
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def take(self) -> Window | None:
+        with self._lock:
+            position = self.handed_out
+            if position >= len(self._windows) or (self._closed and position >= self._always):
+                return None
+            self.handed_out += 1
+            return self._windows[position]
+
+
 class _Stopped(Exception):
     """The consumer went away; a worker waiting for a slot gives up quietly."""
 
@@ -105,11 +136,11 @@ def release_freed_memory() -> None:
 
 def iter_windows_concurrently(
     client: PolyAIClient,
-    windows: list[Window],
+    windows: WindowQueue,
     concurrency: int,
     decoder: msgspec.json.Decoder | None = None,
 ) -> Iterator[Page]:
-    """Pages of all windows, fetched by up to `concurrency` threads, yielded as they arrive.
+    """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
     Even with one connection the next page is fetched while the caller shapes the current one.
     Requests and downloads run in parallel; decoding waits for one of DECODED_PAGES slots, so
@@ -122,16 +153,12 @@ def iter_windows_concurrently(
     stop = threading.Event()
     slots = PageSlots(DECODED_PAGES, stop)
     pages: queue.Queue[Any] = queue.Queue()
-    todo: queue.Queue[Window] = queue.Queue()
-    for window in windows:
-        todo.put(window)
 
     def work() -> None:
         try:
             while not stop.is_set():
-                try:
-                    window = todo.get_nowait()
-                except queue.Empty:
+                window = windows.take()
+                if window is None:
                     return
                 for page in client.iter_pages(window, slots, decoder):
                     pages.put(page)

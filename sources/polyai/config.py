@@ -57,6 +57,8 @@ class ConnectorSettings:
     max_request_seconds: float
     retry_budget: int
     concurrency: int
+    # None: one load reads everything up to now.
+    max_conversations_per_load: int | None = None
 
     def __repr__(self) -> str:
         # Keeps the key out of logs, tracebacks and dlt's trace.
@@ -160,6 +162,7 @@ def build_settings(
     max_request_seconds: float,
     retry_budget: int,
     concurrency: int,
+    max_conversations_per_load: int | None = None,
     now: datetime | None = None,
 ) -> ConnectorSettings:
     """Check every setting and turn them into the values the connector runs on."""
@@ -210,4 +213,13 @@ def build_settings(
         ),
         retry_budget=int(_non_negative("retry_budget", retry_budget, "retry_budget = 200")),
         concurrency=_at_least_one("concurrency", concurrency, "concurrency = 4"),
+        max_conversations_per_load=(
+            _at_least_one(
+                "max_conversations_per_load",
+                max_conversations_per_load,
+                "max_conversations_per_load = 50000",
+            )
+            if max_conversations_per_load not in (None, 0, "0", "")
+            else None
+        ),
     )

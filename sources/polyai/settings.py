@@ -27,6 +27,13 @@ DEFAULT_CONCURRENCY: Final = 8
 # when traffic is uneven; an incremental run shorter than MIN_PARALLEL_SPAN stays one window.
 SLICES_PER_WORKER: Final = 4
 MIN_PARALLEL_SPAN: Final = timedelta(hours=1)
+# and never into windows longer than a day, so that a backfill load can stop after any day
+# (max_conversations_per_load) with a few windows still in flight, not weeks of them.
+MAX_SLICE_SPAN: Final = timedelta(days=1)
+# A backfill is loaded in several loads of about this many conversations, each committed with
+# its cursor: a backfill that fails part-way resumes from its last load, and each merge stays
+# small (DuckDB's memory while merging grows with the load, not with the table).
+DEFAULT_MAX_CONVERSATIONS_PER_LOAD: Final = 50_000
 # Where a first run begins when `start_date` is not set.
 DEFAULT_START_DAYS_AGO: Final = 30
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from .settings import MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
+from .settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,14 @@ def split_window(start: datetime, end: datetime, max_span: timedelta | None) -> 
     return windows
 
 
-def parallel_span(start: datetime, end: datetime, concurrency: int, min_span: timedelta) -> timedelta | None:
-    """A slice length that gives every worker a few windows, never slices shorter than `min_span`."""
-    if concurrency <= 1:
-        return None
+def slice_span(start: datetime, end: datetime, concurrency: int) -> timedelta:
+    """A slice length that gives every worker a few windows and lets a load stop between them.
+
+    Never shorter than MIN_PARALLEL_SPAN (an incremental run stays one window), never longer
+    than MAX_SLICE_SPAN (a backfill load can stop after any day: max_conversations_per_load).
+    """
     span = (end - start) / (concurrency * SLICES_PER_WORKER)
-    return max(span, min_span)
+    return min(max(span, MIN_PARALLEL_SPAN), max(MAX_SLICE_SPAN, MIN_PARALLEL_SPAN))
 
 
 def repull_windows(
@@ -123,13 +125,26 @@ def plan_run(
         return RunPlan([], repull_windows(keep.values(), now), expired, cursor)
     main_start, main_end = bounds
     if max_window_span is None:
-        max_window_span = parallel_span(main_start, main_end, concurrency, MIN_PARALLEL_SPAN)
+        max_window_span = slice_span(main_start, main_end, concurrency)
     return RunPlan(
         main_windows=split_window(main_start, main_end, max_window_span),
         repull_windows=repull_windows(keep.values(), main_start),
         expired=expired,
         next_cursor=main_end,
     )
+
+
+def cursor_after(plan: RunPlan, main_windows_read: int) -> datetime | None:
+    """Where the cursor goes once the first `main_windows_read` main windows have been read.
+
+    A load that stops early (max_conversations_per_load) has read a prefix of the main
+    windows, in time order: the next load starts where that prefix ends.
+    """
+    if main_windows_read >= len(plan.main_windows):
+        return plan.next_cursor
+    if main_windows_read <= 0:
+        raise ValueError("a load reads at least one main window before it may stop")
+    return plan.main_windows[main_windows_read - 1].end
 
 
 def record_status(
