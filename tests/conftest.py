@@ -39,7 +39,11 @@ class Harness:
     source_options: dict[str, Any]
 
     def run(self, **overrides: Any) -> RunSummary:
-        options = {
+        return run_load(self.pipeline, functools.partial(polyai_source, **self.options(**overrides)))
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        """The source's settings for this simulator, clock and the harness's own options."""
+        return {
             "api_key": self.simulator.config.api_key,
             "account_id": self.simulator.config.account_id,
             "project_id": self.simulator.config.project_id,
@@ -50,7 +54,6 @@ class Harness:
             **self.source_options,
             **overrides,
         }
-        return run_load(self.pipeline, functools.partial(polyai_source, **options))
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         """Rows as the destination returns them; JSON columns as the JSON text they hold."""

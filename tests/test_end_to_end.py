@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from conftest import T0, Harness, make_harness
+from dlt.extract.source import DltSource
 from truth import compare_tables
 
+from pipelines.runner import run_load
 from polyai_simulator import Faults, SimClock, SimConfig
+from sources.polyai import TURN_KEY, polyai_source
 
 # Uneven steps so that runs land at all phases of conversations' lives.
 FAULT_SEED = 1
@@ -141,6 +144,35 @@ def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(
     harness.clock.advance(timedelta(minutes=5))
     assert harness.run(max_conversations_per_load=60, window_hours=0.5).loads == 1
     assert harness.simulator.stats.requests <= 2
+
+
+def test_a_turns_primary_key_left_by_an_earlier_version_is_cleared(harness: Harness) -> None:
+    """Earlier versions declared (conversation_id, turn_index) as the primary key of `turns`;
+    dlt keeps a stored hint unless told otherwise, and its merge then deletes by `key OR merge
+    key`, which DuckDB cannot run as a hash join."""
+
+    def as_an_earlier_version() -> DltSource:
+        source = polyai_source(**harness.options())
+        source.resources["turns"].apply_hints(primary_key=TURN_KEY)
+        return source
+
+    def turn_keys() -> dict[str, Any]:
+        columns = harness.pipeline.default_schema.tables["turns"]["columns"]
+        return {name: columns[name].get("primary_key") for name in TURN_KEY}
+
+    harness.clock.advance(timedelta(hours=2))
+    run_load(harness.pipeline, as_an_earlier_version)
+    assert turn_keys() == {"conversation_id": True, "turn_index": True}
+    harness.clock.advance(timedelta(hours=2))
+    harness.run()
+    assert turn_keys() == {"conversation_id": False, "turn_index": False}
+    # The turns merge of each load, in load order (loaded/<load id>/completed_jobs/turns.*.sql).
+    merges = sorted(
+        (path.parent.parent.name, path.read_text())
+        for path in Path(harness.pipeline.working_dir).rglob("turns.*.sql")
+    )
+    assert len(merges) == 2 and all("DELETE" in sql for _, sql in merges), merges
+    assert " OR " in merges[0][1] and " OR " not in merges[1][1], merges
 
 
 def test_tables_have_typed_columns_and_json(harness: Harness) -> None:

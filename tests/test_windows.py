@@ -335,19 +335,29 @@ def test_a_run_with_nothing_to_read_keeps_its_cursor() -> None:
     assert cursor_after(plan, 0) == cursor
 
 
-def test_window_queue_hands_out_a_prefix_and_always_the_first_ones() -> None:
-    windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(5)]
-    queue = WindowQueue(windows, always=2)
+def test_window_queue_stops_at_its_limit_after_a_prefix_and_the_first_ones() -> None:
+    windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(6)]
+    queue = WindowQueue(windows, always=2, limit=100)
     assert queue.take() == windows[0]
-    queue.close()
+    queue.fetched(60)
     assert queue.take() == windows[1]
+    assert queue.take() == windows[2]
+    queue.fetched(40)
     assert queue.take() is None
     assert queue.take() is None
-    assert queue.handed_out == 2
+    assert queue.handed_out == 3
 
 
-def test_window_queue_left_open_hands_out_everything_in_order() -> None:
+def test_window_queue_hands_out_the_first_ones_even_past_its_limit() -> None:
+    windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(4)]
+    queue = WindowQueue(windows, always=2, limit=1)
+    queue.fetched(5)
+    assert [queue.take() for _ in range(3)] == [windows[0], windows[1], None]
+
+
+def test_window_queue_without_a_limit_hands_out_everything_in_order() -> None:
     windows = [Window(T0 + n * HOUR, T0 + (n + 1) * HOUR) for n in range(4)]
     queue = WindowQueue(windows, always=1)
+    queue.fetched(10**9)
     assert [queue.take() for _ in range(5)] == [*windows, None]
     assert queue.handed_out == 4

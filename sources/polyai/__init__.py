@@ -208,10 +208,13 @@ def conversation_pages(
         )
         forget_expired(pending, plan, settings)
         hidden_transcripts = 0
-        loaded = 0
         windows = [*plan.repull_windows, *plan.main_windows]
-        # Every load reads the re-pulls and at least one main window, so each makes progress.
-        queue = WindowQueue(windows, always=len(plan.repull_windows) + 1)
+        # Every load reads the re-pulls and at least one main window, so each makes progress;
+        # past max_conversations_per_load, the windows in flight are finished and the others
+        # are left to the next load.
+        queue = WindowQueue(
+            windows, always=len(plan.repull_windows) + 1, limit=settings.max_conversations_per_load
+        )
         run_windows, checked = RunWindows(windows), set[str]()
         decoder = typed_page_decoder(settings, privacy, *table_types)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
@@ -228,10 +231,6 @@ def conversation_pages(
                     bool(conversation["in_progress"]),
                 )
                 hidden_transcripts += has_hidden_transcript(conversation)
-            loaded += len(conversations)
-            if settings.max_conversations_per_load and loaded >= settings.max_conversations_per_load:
-                # The windows in flight are finished; the others are left to the next load.
-                queue.close()
             if conversations:
                 yield conversations
         release_freed_memory()

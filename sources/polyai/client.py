@@ -21,7 +21,7 @@ from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
 
 if TYPE_CHECKING:
-    from .concurrent_windows import PageSlots
+    from .concurrent_windows import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class Page:
     # Dicts, or typed records (typed_pages.TypedRecord) that read like them.
     conversations: list[Any]
     window: Window
+    # Size of the response body it was decoded from (concurrent_windows.DecodeBudget).
+    body_bytes: int = 0
 
 
 def format_time(value: datetime) -> str:
@@ -133,7 +135,7 @@ class PolyAIClient:
     def iter_pages(
         self,
         window: Window,
-        parse_slots: PageSlots | None = None,
+        decode_budget: DecodeBudget | None = None,
         decoder: msgspec.json.Decoder | None = None,
     ) -> Iterator[Page]:
         """Every page of one window: keyset `cursor` where the API gives one, else `next_offset`.
@@ -145,16 +147,17 @@ class PolyAIClient:
         destination that its rows need no de-duplication), and only that page's ids are kept,
         so memory does not grow with the window.
 
-        With `parse_slots`, a page is decoded only once a slot is free; the consumer releases
-        it when done with the page. Raw bodies are small, decoded pages are ten times larger:
-        this keeps memory flat however many windows are fetched at once. With `decoder`,
-        pages that fit it come as typed records (typed_pages), the others as dicts.
+        With `decode_budget`, a page is decoded only once its body fits in their budget; the
+        consumer gives the bytes back when done with the page. Raw bodies are small, decoded
+        pages are a few times larger: this keeps memory flat however many windows are fetched
+        at once. With `decoder`, pages that fit it come as typed records (typed_pages), the
+        others as dicts.
         """
         params = self.window_params(window)
         seen: set[str] = set()
         offset_paging = False
         while True:
-            page, cursor, next_offset = self._next_page(params, window, parse_slots, decoder)
+            page, cursor, next_offset = self._next_page(params, window, decode_budget, decoder)
             offset_paging = offset_paging or (not cursor and next_offset is not None)
             page.conversations = drop_repeats(page.conversations, seen)
             if not offset_paging:
@@ -178,26 +181,28 @@ class PolyAIClient:
         self,
         params: dict[str, Any],
         window: Window,
-        parse_slots: PageSlots | None,
+        decode_budget: DecodeBudget | None,
         decoder: msgspec.json.Decoder | None,
     ) -> tuple[Page, str | None, int | None]:
         """One page of `window` and where the next one starts; the decoded body is not kept."""
-        body = self._get(params, parse_slots, decoder)
-        return Page(body.conversations, window), body.cursor, body.next_offset
+        body, body_bytes = self._get(params, decode_budget, decoder)
+        return Page(body.conversations, window, body_bytes), body.cursor, body.next_offset
 
     def _get(
-        self, params: dict[str, Any], parse_slots: PageSlots | None, decoder: msgspec.json.Decoder | None
-    ) -> DecodedPage:
-        """One page, decoded; a body that passed the retry check but does not parse is fetched again."""
+        self, params: dict[str, Any], decode_budget: DecodeBudget | None, decoder: msgspec.json.Decoder | None
+    ) -> tuple[DecodedPage, int]:
+        """One page, decoded, and its size; a body that passed the retry check but does not
+        parse is fetched again."""
         for attempt in range(1, self.settings.max_attempts + 1):
             response = self._request(params)
-            if parse_slots is not None:
-                parse_slots.acquire()
+            body_bytes = len(response.content)
+            if decode_budget is not None:
+                decode_budget.acquire(body_bytes)
             body = decode_page(response.content, decoder)
             if body is not None:
-                return body
-            if parse_slots is not None:
-                parse_slots.release()
+                return body, body_bytes
+            if decode_budget is not None:
+                decode_budget.release(body_bytes)
             logger.info("page body is not a JSON object (attempt %d); fetching it again", attempt)
         raise InvalidResponseError(
             f"PolyAI API sent a body that is not a JSON object to GET {self.url} "

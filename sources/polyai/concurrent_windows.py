@@ -23,10 +23,13 @@ from .typed_pages import is_typed
 from .windows import Window
 
 _DONE = object()
-# Decoded pages alive at once besides the one the caller is working through: decoding holds
-# the GIL, so a second ready page would cost memory (~18 MB per 1000 conversations) and gain
-# no parallelism.
-DECODED_PAGES = 1
+# Bytes of response bodies decoded ahead of the caller: about one page of 1000 conversations
+# (~5 MB of JSON, ~18 MB decoded). Decoding holds the GIL, so more would cost memory and gain
+# no parallelism; a larger page is still decoded when nothing else is. Small pages are many
+# per budget, so that a worker does not wait for the caller before its next request: with
+# pages of 50 behind 200 ms of latency, one page at a time made the workers wait on the
+# caller's per-page work.
+DECODE_AHEAD_BYTES = 6 * 1024 * 1024
 # Conversations handed to the caller at once. Shaping a page into Arrow builds intermediate
 # lists and strings about three times the size of the decoded page; slicing bounds them to a
 # slice, and each slice's conversations are freed as soon as the caller is done with them.
@@ -46,26 +49,32 @@ def in_slices(page: Page, size: int) -> Iterator[Page]:
 
 
 class WindowQueue:
-    """The run's windows, handed out in order; closing it keeps the rest for the next load.
+    """The run's windows, handed out in order, until `limit` conversations have been fetched.
 
-    The first `always` windows are handed out whatever happens (the re-pulls and one main
-    window: every load makes progress), so the windows handed out are always a prefix of the
-    list, and a load that stops early knows where the next one starts.
+    The windows left are for the next load. The first `always` windows are handed out
+    whatever happens (the re-pulls and one main window: every load makes progress), so the
+    windows handed out are always a prefix of the list, and a load that stops early knows
+    where the next one starts.
     """
 
-    def __init__(self, windows: list[Window], always: int) -> None:
+    def __init__(self, windows: list[Window], always: int, limit: int | None = None) -> None:
         self._windows = windows
         self._always = always
+        self._limit = limit
         self._lock = threading.Lock()
+        self._fetched = 0
         self._closed = False
         self.handed_out = 0
 
     def __len__(self) -> int:
         return len(self._windows)
 
-    def close(self) -> None:
+    def fetched(self, conversations: int) -> None:
+        """Counts what a worker fetched; the queue closes once `limit` is reached."""
         with self._lock:
-            self._closed = True
+            self._fetched += conversations
+            if self._limit and self._fetched >= self._limit:
+                self._closed = True
 
     def take(self) -> Window | None:
         with self._lock:
@@ -77,23 +86,34 @@ class WindowQueue:
 
 
 class _Stopped(Exception):
-    """The consumer went away; a worker waiting for a slot gives up quietly."""
+    """The consumer went away; a worker waiting for room to decode gives up quietly."""
 
 
-class PageSlots:
-    """A semaphore whose waiters give up when the run stops."""
+class DecodeBudget:
+    """A budget of body bytes decoded at once, whose waiters give up when the run stops.
 
-    def __init__(self, slots: int, stop: threading.Event) -> None:
-        self._semaphore = threading.Semaphore(slots)
+    A body is let in when it fits in what is left, or when nothing is decoded at all, so a
+    body larger than the whole budget still goes through, alone.
+    """
+
+    def __init__(self, budget: int, stop: threading.Event) -> None:
+        self._budget = budget
+        self._in_use = 0
+        self._changed = threading.Condition()
         self._stop = stop
 
-    def acquire(self) -> None:
-        while not self._semaphore.acquire(timeout=0.1):
-            if self._stop.is_set():
-                raise _Stopped
+    def acquire(self, size: int) -> None:
+        with self._changed:
+            while self._in_use and self._in_use + size > self._budget:
+                if self._stop.is_set():
+                    raise _Stopped
+                self._changed.wait(timeout=0.1)
+            self._in_use += size
 
-    def release(self) -> None:
-        self._semaphore.release()
+    def release(self, size: int) -> None:
+        with self._changed:
+            self._in_use -= size
+            self._changed.notify_all()
 
 
 # glibc's M_MMAP_THRESHOLD parameter, and the size from which buffers get their own mapping.
@@ -143,7 +163,7 @@ def iter_windows_concurrently(
     """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
     Even with one connection the next page is fetched while the caller shapes the current one.
-    Requests and downloads run in parallel; decoding waits for one of DECODED_PAGES slots, so
+    Requests and downloads run in parallel; decoding waits for room in DECODE_AHEAD_BYTES, so
     memory stays flat whatever the size of the run or the concurrency. The caller's thread
     does everything else (state, shaping).
     """
@@ -151,7 +171,7 @@ def iter_windows_concurrently(
         return
     return_large_buffers_to_os()
     stop = threading.Event()
-    slots = PageSlots(DECODED_PAGES, stop)
+    budget = DecodeBudget(DECODE_AHEAD_BYTES, stop)
     pages: queue.Queue[Any] = queue.Queue()
 
     def work() -> None:
@@ -160,7 +180,8 @@ def iter_windows_concurrently(
                 window = windows.take()
                 if window is None:
                     return
-                for page in client.iter_pages(window, slots, decoder):
+                for page in client.iter_pages(window, budget, decoder):
+                    windows.fetched(len(page.conversations))
                     pages.put(page)
                     # Not kept while the next page is fetched: the consumer owns it now.
                     del page
@@ -191,12 +212,12 @@ def iter_windows_concurrently(
             elif isinstance(item, BaseException):
                 raise item
             else:
-                typed = is_typed(item.conversations)
+                typed, body_bytes = is_typed(item.conversations), item.body_bytes
                 yield from in_slices(item, len(item.conversations) if typed else PAGE_SLICE)
-                # Dropped before waiting for the next page, so that only the pages holding a
-                # slot and the one the caller still looks at are alive.
+                # Dropped before waiting for the next page, so that only the pages within the
+                # budget and the one the caller still looks at are alive.
                 del item
-                slots.release()
+                budget.release(body_bytes)
     finally:
         stop.set()
         for worker in workers:
