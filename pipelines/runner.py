@@ -129,6 +129,9 @@ def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> Ru
         summaries.append(summarize(pipeline, load_info))
         if summaries[-1].caught_up:
             return combine(summaries)
+        if len(summaries) > 1 and summaries[-1].cursor == summaries[-2].cursor:
+            # Each part reads at least one window (WindowQueue): never loop without progress.
+            raise RuntimeError(f"a backfill part did not move the cursor ({summaries[-1].cursor})")
         logger.info("backfill loaded up to %s; loading the next part", summaries[-1].cursor)
 
 

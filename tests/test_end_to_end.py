@@ -6,12 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
 from conftest import T0, Harness, make_harness
 from dlt.extract.source import DltSource
 from truth import compare_tables
 
-from pipelines.runner import run_load
+from pipelines.runner import make_pipeline, run_load
 from polyai_simulator import Faults, SimClock, SimConfig
 from sources.polyai import TURN_KEY, polyai_source
 
@@ -377,3 +378,25 @@ def test_fields_the_api_adds_later_become_columns_named_in_the_summary(harness: 
     assert {row["sentiment_score"] for row in rows} == {0.75}
     assert {row["total_duration__v_json"] for row in rows} == {"12.5"}
     assert {row["total_duration"] for row in rows} == {None}
+
+
+def test_run_load_stops_when_a_part_does_not_move_the_cursor(tmp_path: Path) -> None:
+    """A guard against a loop without end: each part must move the cursor (WindowQueue)."""
+
+    @dlt.source(name="polyai")
+    def stuck() -> Any:
+        @dlt.resource
+        def nothing_new() -> Any:
+            state = dlt.current.source_state()
+            state["cursor"] = "2026-11-02T08:00:00+00:00"
+            state["last_run"] = {"caught_up": False}
+            yield {"id": 1}
+
+        return nothing_new
+
+    pipeline = make_pipeline(
+        "stuck", dlt.destinations.duckdb(str(tmp_path / "stuck.duckdb")), "polyai", str(tmp_path)
+    )
+    with pytest.raises(RuntimeError, match="did not move the cursor"):
+        run_load(pipeline, stuck)
+    assert pipeline.state["sources"]["polyai"]["cursor"] == "2026-11-02T08:00:00+00:00"

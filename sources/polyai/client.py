@@ -147,7 +147,7 @@ class PolyAIClient:
         destination that its rows need no de-duplication), and only that page's ids are kept,
         so memory does not grow with the window.
 
-        With `decode_budget`, a page is decoded only once its body fits in their budget; the
+        With `decode_budget`, a page is decoded only once its body fits in the budget; the
         consumer gives the bytes back when done with the page. Raw bodies are small, decoded
         pages are a few times larger: this keeps memory flat however many windows are fetched
         at once. With `decoder`, pages that fit it come as typed records (typed_pages), the

@@ -70,7 +70,7 @@ def slice_span(start: datetime, end: datetime, concurrency: int) -> timedelta:
     than MAX_SLICE_SPAN (a backfill load can stop after any day: max_conversations_per_load).
     """
     span = (end - start) / (concurrency * SLICES_PER_WORKER)
-    return min(max(span, MIN_PARALLEL_SPAN), max(MAX_SLICE_SPAN, MIN_PARALLEL_SPAN))
+    return min(max(span, MIN_PARALLEL_SPAN), MAX_SLICE_SPAN)
 
 
 def repull_windows(
