@@ -26,6 +26,7 @@ from sources.polyai.windows import (
     slice_span,
     split_expired,
     split_window,
+    taper,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -361,3 +362,25 @@ def test_window_queue_without_a_limit_hands_out_everything_in_order() -> None:
     queue.fetched(10**9)
     assert [queue.take() for _ in range(5)] == [*windows, None]
     assert queue.handed_out == 4
+
+
+def test_taper_halves_the_last_windows_and_leaves_no_gap() -> None:
+    windows = split_window(T0, T0 + 10 * HOUR, HOUR)
+    tapered = taper(windows, concurrency=3)
+    assert tapered[:7] == windows[:7]
+    assert [w.end - w.start for w in tapered[7:]] == [HOUR / 2] * 6
+    assert all(a.end == b.start for a, b in itertools.pairwise(tapered))
+    assert (tapered[0].start, tapered[-1].end) == (T0, T0 + 10 * HOUR)
+    # Nothing to balance with one connection, or as few windows as connections.
+    assert taper(windows, concurrency=1) == windows
+    assert taper(windows[:3], concurrency=3) == windows[:3]
+
+
+def test_a_backfill_plan_ends_with_half_windows_for_the_connections() -> None:
+    now = T0 + 4 * DAY
+    plan = plan_run(
+        cursor=None, pending={}, now=now, start_date=T0, lookback=LOOKBACK, max_pending_age=DAY, concurrency=2
+    )
+    spans = [w.end - w.start for w in plan.main_windows]
+    assert spans == [DAY / 2] * 6 + [DAY / 4] * 4
+    assert plan.main_windows[-1].end == now
