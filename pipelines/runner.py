@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -18,6 +18,7 @@ from sources.polyai.records import dlt_column_hints, rows_with_json_values
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_PIPELINE_NAME = "polyai_conversations"
 DEFAULT_DATASET = "polyai"
@@ -121,18 +122,39 @@ def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> Ru
             destination,
             ", ".join(TESTED_DESTINATIONS),
         )
-    summaries: list[RunSummary] = []
+    summaries = [
+        # Summarized as each part is committed: the trace holds only the last run.
+        summarize(pipeline, load_info)
+        for load_info in load_in_parts(
+            pipeline,
+            make_source,
+            lambda source: pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination)),
+        )
+    ]
+    return combine(summaries)
+
+
+def load_in_parts(
+    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
+) -> Iterator[T]:
+    """Loads a fresh source with `load` until the cursor has caught up; yields each part's result.
+
+    Shared by run_load and orchestrators with their own way of running a source (the Dagster
+    example): the source is adapted to the destination, and a part that does not move the
+    cursor stops the loop (each part reads at least one window: WindowQueue).
+    """
+    destination = destination_name(pipeline)
+    previous_cursor: str | None = None
     while True:
         source = make_source()
         prepare_source(source, destination)
-        load_info = pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination))
-        summaries.append(summarize(pipeline, load_info))
-        if summaries[-1].caught_up:
-            return combine(summaries)
-        if len(summaries) > 1 and summaries[-1].cursor == summaries[-2].cursor:
-            # Each part reads at least one window (WindowQueue): never loop without progress.
-            raise RuntimeError(f"a backfill part did not move the cursor ({summaries[-1].cursor})")
-        logger.info("backfill loaded up to %s; loading the next part", summaries[-1].cursor)
+        yield load(source)
+        if caught_up(pipeline):
+            return
+        if previous_cursor is not None and cursor(pipeline) == previous_cursor:
+            raise RuntimeError(f"a backfill part did not move the cursor ({previous_cursor})")
+        previous_cursor = cursor(pipeline)
+        logger.info("backfill loaded up to %s; loading the next part", previous_cursor)
 
 
 def source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:

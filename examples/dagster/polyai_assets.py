@@ -33,10 +33,8 @@ from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
     FILE_FORMATS,
-    caught_up,
-    cursor,
+    load_in_parts,
     make_pipeline,
-    prepare_source,
 )
 from sources.polyai import polyai_source
 
@@ -70,19 +68,17 @@ def asset_naming_source() -> DltSource:
 )
 def polyai_tables(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
     # As run_load does: a backfill beyond max_conversations_per_load is loaded in several
-    # committed loads, each with a fresh source (settings from the run's config, clock now).
-    # Dagster takes one materialization per asset and run: the last load's is reported.
-    while True:
-        source = polyai_source()
-        # JSON shaped and file format chosen per destination.
-        prepare_source(source, DESTINATION)
-        events = list(
+    # committed parts, each with a fresh source (settings from the run's config, clock now).
+    # Dagster takes one materialization per asset and run: the last part's is reported.
+    parts = load_in_parts(
+        polyai_pipeline,
+        polyai_source,
+        lambda source: list(
             dlt.run(context=context, dlt_source=source, loader_file_format=FILE_FORMATS.get(DESTINATION))
-        )
-        if caught_up(polyai_pipeline):
-            yield from events
-            return
-        context.log.info("backfill loaded up to %s; loading the next part", cursor(polyai_pipeline))
+        ),
+    )
+    *_, last_part = parts
+    yield from last_part
 
 
 @asset(deps=[polyai_tables], group_name=GROUP)

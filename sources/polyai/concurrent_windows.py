@@ -63,23 +63,21 @@ class WindowQueue:
         self._limit = limit
         self._lock = threading.Lock()
         self._fetched = 0
-        self._closed = False
         self.handed_out = 0
 
     def __len__(self) -> int:
         return len(self._windows)
 
     def fetched(self, conversations: int) -> None:
-        """Counts what a worker fetched; the queue closes once `limit` is reached."""
+        """Counts what a worker fetched; past `limit`, only the first `always` windows are left."""
         with self._lock:
             self._fetched += conversations
-            if self._limit and self._fetched >= self._limit:
-                self._closed = True
 
     def take(self) -> Window | None:
         with self._lock:
             position = self.handed_out
-            if position >= len(self._windows) or (self._closed and position >= self._always):
+            closed = bool(self._limit) and self._fetched >= self._limit
+            if position >= len(self._windows) or (closed and position >= self._always):
                 return None
             self.handed_out += 1
             return self._windows[position]
