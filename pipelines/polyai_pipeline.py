@@ -33,9 +33,9 @@ EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
 # DuckDB's own message names `SET memory_limit`, which a user of this command cannot run.
 DUCKDB_MEMORY_HINT = (
-    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 64MB, enough to merge 80k "
-    "conversations again over full tables). Raise it for this run: "
-    'DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\''
+    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 64MB, enough to merge a load of "
+    "400k conversations again over full tables). Lower max_conversations_per_load, or raise "
+    'the limit for this run: DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\''
 )
 
 

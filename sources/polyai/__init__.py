@@ -11,6 +11,11 @@ changes the state); two transformers shape each page into the two tables.
 
 from __future__ import annotations
 
+# isort: off
+# First: Arrow reads its choice of allocator once, when pyarrow is loaded (allocators).
+from . import allocators
+
+# isort: on
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -23,7 +28,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
-from .concurrent_windows import WindowQueue, iter_windows_concurrently, release_freed_memory
+from .concurrent_windows import WindowQueue, iter_windows_concurrently
 from .config import ConfigurationError, ConnectorSettings, build_settings
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
 from .records import (
@@ -233,7 +238,7 @@ def conversation_pages(
                 hidden_transcripts += has_hidden_transcript(conversation)
             if conversations:
                 yield conversations
-        release_freed_memory()
+        allocators.release_freed_memory()
         if hidden_transcripts:
             logger.warning(
                 "%d conversations came with no turns although num_turns > 0: the project's "

@@ -15,7 +15,7 @@ from dlt.sources.helpers.requests.session import Session
 from requests import Response
 
 from .config import ConnectorSettings
-from .retries import RequestPacer, RetryBudget, make_retrying, make_session
+from .retries import RequestPacer, RetryBudget, make_retrying, make_session, reservation_of
 from .settings import API_KEY_HEADER, CORRELATION_HEADER
 from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
@@ -147,10 +147,10 @@ class PolyAIClient:
         destination that its rows need no de-duplication), and only that page's ids are kept,
         so memory does not grow with the window.
 
-        With `decode_budget`, a page is decoded only once its body fits in the budget; the
-        consumer gives the bytes back when done with the page. Raw bodies are small, decoded
-        pages are a few times larger: this keeps memory flat however many windows are fetched
-        at once. With `decoder`, pages that fit it come as typed records (typed_pages), the
+        With `decode_budget`, a page's body is read and decoded only once it fits in the
+        budget; the consumer gives the bytes back when done with the page. Decoded pages are
+        a few times larger than their bodies: this keeps memory flat however many windows are
+        fetched at once. With `decoder`, pages that fit it come as typed records (typed_pages), the
         others as dicts.
         """
         params = self.window_params(window)
@@ -194,15 +194,14 @@ class PolyAIClient:
         """One page, decoded, and its size; a body that passed the retry check but does not
         parse is fetched again."""
         for attempt in range(1, self.settings.max_attempts + 1):
-            response = self._request(params)
-            body_bytes = len(response.content)
-            if decode_budget is not None:
-                decode_budget.acquire(body_bytes)
+            response = self._request(params, decode_budget)
+            reservation = reservation_of(response)
             body = decode_page(response.content, decoder)
             if body is not None:
-                return body, body_bytes
-            if decode_budget is not None:
-                decode_budget.release(body_bytes)
+                # The caller gives the reserved bytes back once done with the page.
+                return body, reservation.size if reservation else len(response.content)
+            if reservation is not None:
+                reservation.release()
             logger.info("page body is not a JSON object (attempt %d); fetching it again", attempt)
         raise InvalidResponseError(
             f"PolyAI API sent a body that is not a JSON object to GET {self.url} "
@@ -210,10 +209,13 @@ class PolyAIClient:
             f"(correlation id {response.headers.get(CORRELATION_HEADER, 'none')})"
         )
 
-    def _request(self, params: dict[str, Any]) -> Response:
+    def _request(self, params: dict[str, Any], decode_budget: DecodeBudget | None = None) -> Response:
+        """One GET, retried; a 200's body is read once it fits in `decode_budget` (retries)."""
         with self._count_lock:
             self.requests_made += 1
-        response = self._session.get(self.url, params=params)
+        session = self._session
+        session.body_budget = decode_budget  # type: ignore[attr-defined]
+        response = session.get(self.url, params=params)
         if response.status_code == 200:
             return response
         raise self._error(response)

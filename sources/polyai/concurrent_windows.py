@@ -1,4 +1,4 @@
-"""Fetching many time windows at once: worker threads, bounded decoding, memory handed back.
+"""Fetching many time windows at once: worker threads, with bounded reading and decoding.
 
 The client (client.py) pages through one window; this module runs several windows side by
 side and hands their pages to the caller's thread in arrival order.
@@ -6,24 +6,21 @@ side and hands their pages to the caller's thread in arrival order.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
-import platform
 import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-import pyarrow as pa
 
+from .allocators import return_large_buffers_to_os
 from .client import Page, PolyAIClient
 from .typed_pages import is_typed
 from .windows import Window
 
 _DONE = object()
-# Bytes of response bodies decoded ahead of the caller: about one page of 1000 conversations
+# Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket
+# until it fits: retries.reading_bodies_within_budget): about one page of 1000 conversations
 # (~5 MB of JSON, ~18 MB decoded). Decoding holds the GIL, so more would cost memory and gain
 # no parallelism; a larger page is still decoded when nothing else is. Small pages are many
 # per budget, so that a worker does not wait for the caller before its next request: with
@@ -88,7 +85,7 @@ class _Stopped(Exception):
 
 
 class DecodeBudget:
-    """A budget of body bytes decoded at once, whose waiters give up when the run stops.
+    """A budget of body bytes read and decoded at once, whose waiters give up when the run stops.
 
     A body is let in when it fits in what is left, or when nothing is decoded at all, so a
     body larger than the whole budget still goes through, alone.
@@ -112,44 +109,6 @@ class DecodeBudget:
         with self._changed:
             self._in_use -= size
             self._changed.notify_all()
-
-
-# glibc's M_MMAP_THRESHOLD parameter, and the size from which buffers get their own mapping.
-_M_MMAP_THRESHOLD = -3
-LARGE_BUFFER_BYTES = 1024 * 1024
-
-
-@functools.cache
-def return_large_buffers_to_os() -> bool:
-    """Make glibc give every buffer of 1 MB or more its own mapping, unmapped when freed.
-
-    Raw page bodies are ~5 MB each. glibc raises its mmap threshold after the first such
-    buffer is freed, so later ones come from the worker threads' heaps, which keep the memory
-    after it is freed. At 100k conversations with 4 connections a fixed threshold took the
-    extraction's peak RSS from ~350 to ~305 MB, and what the process keeps for the load step
-    from ~345 to ~265 MB; the cost is one mmap per large buffer. Elsewhere than glibc this
-    does nothing.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
-    except (OSError, AttributeError):
-        return False
-
-
-def release_freed_memory() -> None:
-    """Give the memory freed by the extraction back to the OS before the load step needs it.
-
-    Arrow's allocator and glibc's heaps keep freed memory for reuse; the load step (DuckDB,
-    in this process) would add its own on top. At 100k conversations this took what the
-    process holds after extracting from ~272 to ~232 MB.
-    """
-    pa.default_memory_pool().release_unused()
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def iter_windows_concurrently(
