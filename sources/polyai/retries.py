@@ -3,6 +3,8 @@
 dlt's `Client` retries 429, 5xx, timeouts and resets with exponential backoff and honours
 `Retry-After`; it has no jitter (parallel windows would retry in lock-step) and no budget
 across a run, which is what this adds. Its predicates and its `Session` are reused as they are.
+The session also waits for room in the run's decode budget before it reads a body
+(`reading_bodies_within_budget`), so that a retried response gives its room back.
 """
 
 from __future__ import annotations
