@@ -31,7 +31,7 @@ def prefer_malloc_for_arrow() -> bool:
     reuse in every thread that allocated; the Parquet writer allocates through it whatever
     pyarrow is told later. With malloc (and the threshold of `return_large_buffers_to_os`),
     the extraction of 10k conversations peaked at ~236 MB instead of ~265 MB, and a 100k
-    backfill at ~330 MB instead of ~370 MB, at the same speed (scripts/bench.py).
+    backfill at ~330 MB instead of ~370 MB, at the same speed (A/B at the same moment).
     Without effect when pyarrow is already loaded or ARROW_DEFAULT_MEMORY_POOL is set.
     """
     if not _on_glibc() or "pyarrow" in sys.modules or ARROW_POOL_VARIABLE in os.environ:

@@ -150,8 +150,8 @@ class PolyAIClient:
         With `decode_budget`, a page's body is read and decoded only once it fits in the
         budget; the consumer gives the bytes back when done with the page. Decoded pages are
         a few times larger than their bodies: this keeps memory flat however many windows are
-        fetched at once. With `decoder`, pages that fit it come as typed records (typed_pages), the
-        others as dicts.
+        fetched at once. With `decoder`, pages that fit it come as typed records
+        (typed_pages), the others as dicts.
         """
         params = self.window_params(window)
         seen: set[str] = set()
