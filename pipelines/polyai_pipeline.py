@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
+from pipelines.lean_imports import keep_unused_libraries_unloaded
 from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
@@ -106,4 +107,5 @@ def report_failure(error: BaseException) -> int:
 
 
 if __name__ == "__main__":
+    keep_unused_libraries_unloaded()
     sys.exit(main())

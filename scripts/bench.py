@@ -136,10 +136,14 @@ def baseline(options: dict[str, Any]) -> None:
 
 
 def pipeline(options: dict[str, Any]) -> None:
+    """This connector, set up as `pipelines/polyai_pipeline.py` sets up its process."""
     import dlt
 
+    from pipelines.lean_imports import keep_unused_libraries_unloaded
     from pipelines.runner import make_pipeline, run_load
     from sources.polyai import polyai_source
+
+    keep_unused_libraries_unloaded()
 
     workdir = options["workdir"]
     now = datetime.fromisoformat(options["now"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -192,3 +193,23 @@ def test_api_key_and_salt_never_land_in_output_files_or_the_database(
         assert leaks == [], f"{secret} written to {leaks}"
     assert (tmp_path / "secret.duckdb").stat().st_size > 0
     assert any((tmp_path / "pipelines").rglob("*")), "the pipeline's working folder was searched"
+
+
+def test_a_run_imports_neither_pandas_nor_sqlalchemy(
+    tmp_path: Path, live_simulator: tuple[Simulator, str]
+) -> None:
+    """Both are installed here (BigQuery and Dagster extras); ~50 MB a run needs not (lean_imports)."""
+    if importlib.util.find_spec("pandas") is None or importlib.util.find_spec("sqlalchemy") is None:
+        pytest.skip("pandas and SQLAlchemy are not installed: nothing to keep out")
+    simulator, base_url = live_simulator
+    env = scheduled_env(simulator, base_url, tmp_path / "scheduled.duckdb")
+    result = run_cli(tmp_path, env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert {"duckdb", "pyarrow.parquet", "dlt.load"} <= set(imported)  # the trace covers the whole run
+    # A refused import shows up too, alone; one that happened brings its submodules.
+    assert not [name for name in imported if name.startswith(("pandas.", "sqlalchemy."))]
