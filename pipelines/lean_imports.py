@@ -58,12 +58,14 @@ def keep_unused_libraries_unloaded() -> list[str]:
     A library already imported stays as it is (so does pyarrow's answer once given: pyarrow
     asks on its first array, and asking imports pandas).
     """
+    # An ImportError here (another pyarrow or dlt than the pinned ones) only means the library
+    # may be imported later, as without this.
     if "pandas" not in sys.modules:
         import pyarrow as pa  # after the source's import: see sources/polyai/allocators.py
 
-        with _refused("pandas"):
+        with _refused("pandas"), contextlib.suppress(ImportError):
             pa.array([])  # the probe: pyarrow.array checks for pandas objects first
     if "sqlalchemy" not in sys.modules and DLT_URL_PARSER not in sys.modules:
-        with _refused("sqlalchemy"):
+        with _refused("sqlalchemy"), contextlib.suppress(ImportError):
             importlib.import_module(DLT_URL_PARSER)
     return [package for package in ("pandas", "sqlalchemy") if package not in sys.modules]
