@@ -20,8 +20,15 @@ LARGE_BUFFER_BYTES = 1024 * 1024
 ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
 
 
-def _on_glibc() -> bool:
-    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, loaded once (`platform.libc_ver` reads the interpreter's file); None elsewhere."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
 
 
 def prefer_malloc_for_arrow() -> bool:
@@ -34,7 +41,7 @@ def prefer_malloc_for_arrow() -> bool:
     backfill at ~330 MB instead of ~370 MB, at the same speed (A/B at the same moment).
     Without effect when pyarrow is already loaded or ARROW_DEFAULT_MEMORY_POOL is set.
     """
-    if not _on_glibc() or "pyarrow" in sys.modules or ARROW_POOL_VARIABLE in os.environ:
+    if _glibc() is None or "pyarrow" in sys.modules or ARROW_POOL_VARIABLE in os.environ:
         return False
     os.environ[ARROW_POOL_VARIABLE] = "system"
     return True
@@ -51,12 +58,12 @@ def return_large_buffers_to_os() -> bool:
     from ~345 to ~265 MB; the cost is one mmap per large buffer. Elsewhere than glibc this
     does nothing.
     """
-    if not _on_glibc():
+    libc = _glibc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES))
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
 
 
@@ -70,9 +77,10 @@ def release_freed_memory() -> None:
     import pyarrow as pa  # not at the top: see prefer_malloc_for_arrow
 
     pa.default_memory_pool().release_unused()
-    if _on_glibc():
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    libc = _glibc()
+    if libc is not None:
+        with contextlib.suppress(AttributeError):
+            libc.malloc_trim(0)
 
 
 prefer_malloc_for_arrow()

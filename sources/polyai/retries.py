@@ -88,8 +88,7 @@ def reading_bodies_within_budget(send: Callable[..., Response], session: Session
     pages: read at once, each waiting connection held a raw body (~5 MB per page of 1000
     conversations). Waiting before the read leaves them in the socket: extracting the first
     50k conversations of a 100k backfill with 8 connections peaked at ~262 MB instead of
-    ~299 MB. The response
-    carries its `Reservation`; whoever drops the response releases it.
+    ~299 MB. The response carries its `Reservation`; whoever drops the response releases it.
     """
 
     def send_then_read(request: Any, **kwargs: Any) -> Response:
