@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dlt
@@ -12,6 +12,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 from dlt.extract.source import DltSource
+from dlt.pipeline.trace import PipelineTrace
 
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
 from sources.polyai.records import dlt_column_hints, rows_with_json_values
@@ -45,6 +46,8 @@ FILE_FORMATS: dict[str, TLoaderFileFormat | None] = {
 JSON_AS_OBJECTS = frozenset({"bigquery", "snowflake"})
 # The resources that yield Arrow tables with JSON text columns.
 DATA_RESOURCES = ("conversations", "turns")
+# dlt's steps of a load, in the order they run (one after the other, for every part).
+TIMED_STEPS = ("extract", "normalize", "load")
 
 
 def make_pipeline(
@@ -79,6 +82,8 @@ class RunSummary:
     # Loads this run took: a backfill beyond max_conversations_per_load takes several.
     loads: int = 1
     caught_up: bool = True
+    # Seconds spent in each of dlt's steps (TIMED_STEPS), added up over the loads.
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def render(self) -> str:
         in_loads = f" in {self.loads} loads" if self.loads > 1 else ""
@@ -88,6 +93,9 @@ class RunSummary:
             f"cursor (started_at read up to): {self.cursor or 'not set'}",
             f"API requests: {self.requests}",
         ]
+        if self.step_seconds:
+            steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in self.step_seconds.items())
+            lines.append(f"time in dlt's steps: {steps}")
         if self.expired:
             lines.append(f"gave up on {self.expired} conversations still in progress past max_pending_hours")
         if self.new_columns:
@@ -186,6 +194,11 @@ def combine(summaries: list[RunSummary]) -> RunSummary:
         load_info=last.load_info,
         loads=len(summaries),
         caught_up=last.caught_up,
+        step_seconds={
+            step: sum(summary.step_seconds.get(step, 0.0) for summary in summaries)
+            for step in TIMED_STEPS
+            if any(step in summary.step_seconds for summary in summaries)
+        },
     )
 
 
@@ -218,7 +231,18 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
         new_columns=new_columns(load_info),
         load_info=load_info,
         caught_up=last_run.get("caught_up", True),
+        step_seconds=step_seconds(trace),
     )
+
+
+def step_seconds(trace: PipelineTrace | None) -> dict[str, float]:
+    """How long each of dlt's steps took in the pipeline's last run, from its trace."""
+    seconds: dict[str, float] = {}
+    for step in trace.steps if trace is not None else []:
+        if step.step in TIMED_STEPS and step.finished_at is not None:
+            elapsed = (step.finished_at - step.started_at).total_seconds()
+            seconds[step.step] = seconds.get(step.step, 0.0) + elapsed
+    return {step: seconds[step] for step in TIMED_STEPS if step in seconds}
 
 
 KNOWN_COLUMNS = {"conversations": CONVERSATION_COLUMN_TYPES, "turns": TURN_COLUMN_TYPES}

@@ -39,6 +39,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_report import (  # noqa: E402  (scripts/ is on the path: this file's folder)
+    BASELINE,
+    FLOOR,
+    FLOOR_CASE,
+    INCREMENTAL,
+    SEQUENTIAL,
+    Result,
+    connections_label,
+    render_table,
+    target_verdicts,
+)
+
 ACCOUNT, PROJECT, KEY = "acc-bench", "proj-bench", "bench-key"
 START = datetime(2026, 10, 1, tzinfo=UTC)
 # One simulated week holds ~16k conversations, as in shared/dlt-notes.md.
@@ -46,18 +58,6 @@ CONVERSATIONS_PER_DAY = 16_000 / 7
 # DuckDB's own defaults (memory_limit 80% of RAM, one thread per core), overriding the
 # limits `.dlt/config.toml` sets: an environment variable wins over config.toml in dlt.
 DUCKDB_DEFAULTS_ENV = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": "{}"}
-
-
-@dataclass
-class Result:
-    case: str
-    name: str
-    seconds: float
-    peak_rss_mb: float
-    requests: int
-    conversations: int
-    turns: int
-    note: str = ""
 
 
 @dataclass
@@ -166,7 +166,13 @@ def pipeline(options: dict[str, Any]) -> None:
     )
     print(
         json.dumps(
-            {"requests": summary.requests, "conversations": summary.conversations, "turns": summary.turns}
+            {
+                "requests": summary.requests,
+                "conversations": summary.conversations,
+                "turns": summary.turns,
+                "extract_seconds": summary.step_seconds.get("extract"),
+                "load_seconds": summary.step_seconds.get("load"),
+            }
         )
     )
 
@@ -263,6 +269,8 @@ def measure(case: str, contender: Contender) -> Result:
         data.get("conversations", 0),
         data.get("turns", 0),
         note or _describe(data),
+        data.get("extract_seconds"),
+        data.get("load_seconds"),
     )
 
 
@@ -332,10 +340,6 @@ def child(command: str, **options: Any) -> list[str]:
     return [command, json.dumps(options)]
 
 
-def connections_label(concurrency: int) -> str:
-    return f"pipeline, {concurrency} connection{'s' if concurrency > 1 else ''}"
-
-
 def throughput_contenders(args: argparse.Namespace, base_url: str, workdir: str, now: str) -> list[Contender]:
     """The contenders of one size without added latency, in the order they run."""
     caps = (args.memory_cap_mb, args.time_cap)
@@ -353,11 +357,11 @@ def throughput_contenders(args: argparse.Namespace, base_url: str, workdir: str,
         )
 
     contenders = [
-        Contender("baseline fetch + parse", child("baseline", base_url=base_url, limit=limit), *caps),
+        Contender(BASELINE, child("baseline", base_url=base_url, limit=limit), *caps),
         Contender(connections_label(1), run_pipeline("p1", 1), *caps),
         Contender(connections_label(many), run_pipeline(f"p{many}", many), *caps),
         # Same working folder and database: the cursor is at the end, nothing is new.
-        Contender("incremental, nothing new", run_pipeline(f"p{many}", many), *caps),
+        Contender(INCREMENTAL, run_pipeline(f"p{many}", many), *caps),
     ]
     if not args.skip_duckdb_defaults:
         contenders.append(
@@ -384,9 +388,7 @@ def latency_contenders(args: argparse.Namespace, base_url: str, workdir: str, no
     """Sequential paging vs concurrent windows, all with the same page size and added delay."""
     caps = (args.memory_cap_mb, args.time_cap)
     limit = args.latency_limit
-    contenders = [
-        Contender("sequential paging + parse", child("baseline", base_url=base_url, limit=limit), *caps)
-    ]
+    contenders = [Contender(SEQUENTIAL, child("baseline", base_url=base_url, limit=limit), *caps)]
     for concurrency in args.latency_concurrency:
         contenders.append(
             Contender(
@@ -431,56 +433,6 @@ def label(conversations: int, latency: float) -> str:
     return f"{size}, {latency * 1000:.0f} ms"
 
 
-# --- the table -------------------------------------------------------------------------------
-
-
-FLOOR_CASE = "-"
-COLUMNS = (
-    "case",
-    "contender",
-    "seconds",
-    "x baseline",
-    "conv/s",
-    "turns/s",
-    "peak RSS MB",
-    "requests",
-    "note",
-)
-
-
-def table_rows(results: list[Result]) -> list[tuple[str, ...]]:
-    """One row per result; `x baseline` divides by the first result of the same case."""
-    baselines: dict[str, float] = {}
-    rows = []
-    for r in results:
-        base = baselines.setdefault(r.case, r.seconds) if r.case != FLOOR_CASE else 0.0
-        rows.append(
-            (
-                r.case,
-                r.name,
-                f"{r.seconds:.2f}",
-                f"{r.seconds / base:.2f}" if base else "-",
-                f"{r.conversations / r.seconds:,.0f}" if r.conversations else "-",
-                f"{r.turns / r.seconds:,.0f}" if r.turns else "-",
-                f"{r.peak_rss_mb:.0f}",
-                str(r.requests) if r.requests >= 0 else "-",
-                r.note,
-            )
-        )
-    return rows
-
-
-def render_table(results: list[Result]) -> str:
-    rows = [COLUMNS, *table_rows(results)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-        for row in rows
-    ]
-    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
-    return "\n".join(lines)
-
-
 def parse_args() -> argparse.Namespace:
     # Here, not at the top: contenders run this file too, and the baseline must not pay for
     # importing dlt (which `sources.polyai` does).
@@ -511,7 +463,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
-    floor = Contender("imports only (floor)", child("imports"), args.memory_cap_mb, args.time_cap)
+    floor = Contender(FLOOR, child("imports"), args.memory_cap_mb, args.time_cap)
     results = [measure(FLOOR_CASE, floor)]
     for size in args.sizes:
         results += run_case(label(size, 0), size, 0.0, throughput_contenders, args)
@@ -520,6 +472,8 @@ def main() -> None:
             label(args.latency_size, args.latency), args.latency_size, args.latency, latency_contenders, args
         )
     print(render_table(results))
+    print()
+    print("\n".join(target_verdicts(results, args.latency_concurrency[-1])))
 
 
 if __name__ == "__main__":

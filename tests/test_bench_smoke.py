@@ -1,4 +1,4 @@
-"""The benchmark still runs end to end and prints its table (tiny sizes; numbers are not checked)."""
+"""The benchmark still runs end to end and prints its table and verdicts (tiny sizes, numbers unchecked)."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def test_bench_prints_one_row_per_contender_and_every_load_succeeds() -> None:
         ]
         assert "-" not in conversations_per_second
     assert loaded[("300, 0 ms", "incremental, nothing new")][4] == "-"
+    # The pipeline's rows carry dlt's extract and load times; the baseline's do not.
+    assert loaded[("300, 0 ms", "pipeline, 1 connection")][-2] != "-"
+    assert loaded[("300, 0 ms", "baseline fetch + parse")][-2] == "-"
+    # After the table, a verdict for each target the bench measures.
+    verdicts = completed.stdout.split("Targets, judged from this run:", 1)[1]
+    for target in (
+        "backfill at most 1.2x the fetch + parse baseline",
+        "  300, 0 ms: ",
+        "peak RSS at most 300 MB at every size: ",
+        "300, 200 ms, at least 4x faster than sequential paging: ",
+        "incremental run with nothing new, under 2 s beyond the imports",
+    ):
+        assert target in verdicts, verdicts

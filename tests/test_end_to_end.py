@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from conftest import T0, Harness, make_harness
 from dlt.extract.source import DltSource
 from truth import compare_tables
 
-from pipelines.runner import make_pipeline, run_load
+from pipelines.runner import TIMED_STEPS, make_pipeline, run_load
 from polyai_simulator import Faults, SimClock, SimConfig
 from sources.polyai import TURN_KEY, polyai_source
 
@@ -125,9 +126,16 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
 
 def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(harness: Harness) -> None:
     harness.clock.advance(timedelta(hours=14))  # every conversation has finished
+    started = time.perf_counter()
     summary = harness.run(max_conversations_per_load=60, window_hours=0.5, concurrency=2, limit=10)
+    elapsed = time.perf_counter() - started
     # ~250 conversations: 60 per load, plus what the windows in flight still return.
     assert summary.caught_up and 3 <= summary.loads <= 5, summary.loads
+    # dlt's steps of every load are timed and added up, within the run's own time.
+    assert list(summary.step_seconds) == list(TIMED_STEPS)
+    assert all(seconds > 0 for seconds in summary.step_seconds.values()), summary.step_seconds
+    assert sum(summary.step_seconds.values()) <= elapsed
+    assert "time in dlt's steps: extract " in summary.render()
     assert summary.conversations >= len(harness.simulator.truth())
     problems = compare_tables(
         harness.simulator.truth(include_latency=True),
