@@ -16,7 +16,9 @@ contender's own (the kernel's maximum resident set, read when the child is reape
   run is bound by latency, not by parsing: sequential paging with the same page size and delay
   (the baseline) vs the pipeline's concurrent windows.
 
-It prints one table; `x baseline` compares with the baseline of the same case.
+It prints one table (`x baseline` compares with the baseline of the same case; `extract / load s`
+are the seconds of dlt's steps in the pipeline's runs), then a verdict on each target of the
+performance issue, judged from the rows (`bench_report.py`).
 """
 
 from __future__ import annotations
