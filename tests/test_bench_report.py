@@ -78,3 +78,15 @@ def test_the_table_shows_the_step_times_where_a_run_reported_them() -> None:
     assert "| 2.00 / 1.00 " in table  # 10k, 1 connection: extract / load
     baseline_line = next(line for line in table.splitlines() if "10k, 0 ms" in line and BASELINE in line)
     assert "| - " in baseline_line
+
+
+def test_a_size_where_every_pipeline_run_was_capped_is_not_met() -> None:
+    capped = "killed after 600 s (time cap)"
+    results = run_rows(
+        **{
+            "100k p1": row("100k, 0 ms", "pipeline, 1 connection", 600.0, 280, note=capped),
+            "100k p10": row("100k, 0 ms", "pipeline, 10 connections", 600.0, 280, note=capped),
+        }
+    )
+    verdicts = target_verdicts(results, concurrency=10)
+    assert "  100k, 0 ms: NOT MET, no run of the pipeline finished within the caps" in verdicts
