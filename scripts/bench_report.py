@@ -121,15 +121,16 @@ def _backfills(rows: dict[str, Result]) -> list[Result]:
 
 
 def time_verdict(case: str, rows: dict[str, Result]) -> str:
-    if not _backfills(rows):
+    backfills = _backfills(rows)
+    if not backfills:
         return f"  {case}: NOT MET, no run of the pipeline finished within the caps"
     base = rows[BASELINE].seconds
-    best = min(r.seconds for r in _backfills(rows)) / base
+    best = min(r.seconds for r in backfills) / base
     line = f"  {case}: {_met(best <= TIME_TARGET)}, {best:.2f}x (the faster of the pipeline's runs)"
     if INCREMENTAL in rows and rows[INCREMENTAL].seconds / base > TIME_TARGET:
         # A backfill does all that a run with nothing new does, and more.
         line += f"; a run that loads nothing took {rows[INCREMENTAL].seconds / base:.2f}x: out of reach here"
-    extracts = [r.extract_seconds for r in _backfills(rows) if r.extract_seconds is not None]
+    extracts = [r.extract_seconds for r in backfills if r.extract_seconds is not None]
     if extracts:
         line += f"; dlt's extract step alone {min(extracts) / base:.2f}x"
     return line
@@ -137,11 +138,8 @@ def time_verdict(case: str, rows: dict[str, Result]) -> str:
 
 def memory_verdict(cases: dict[str, dict[str, Result]]) -> list[str]:
     # A run killed at the memory cap counts with the memory it had reached.
-    peaks = {
-        case: max(run.peak_rss_mb for run in _pipeline_runs(rows))
-        for case, rows in cases.items()
-        if _pipeline_runs(rows)
-    }
+    runs = {case: _pipeline_runs(rows) for case, rows in cases.items()}
+    peaks = {case: max(run.peak_rss_mb for run in case_runs) for case, case_runs in runs.items() if case_runs}
     if not peaks:
         return []
     top = max(peaks.values())
