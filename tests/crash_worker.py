@@ -3,8 +3,12 @@
     python tests/crash_worker.py BASE_URL DATABASE PIPELINES_DIR NOW_ISO KILL_AT
 
 KILL_AT: none | extract:N (after N pages) | after_extract | after_normalize | during_load:SECONDS
-| second_load (two pages into a backfill's second load). POLYAI_TEST_LOAD_OPTIONS: JSON of
-extra source options.
+| second_load (two pages into a backfill's second load) | before_extract_commit (the package
+written, not yet committed) | before_normalize_commit (likewise for normalize) |
+after_job:TABLE.KIND (the first load job of that table and kind, e.g. `turns.parquet` for the
+staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row: committed in
+the destination, before dlt records it done). POLYAI_TEST_LOAD_OPTIONS: JSON of extra source
+options.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import dlt  # noqa: E402
+from dlt.common.destination.client import RunnableLoadJob  # noqa: E402
+from dlt.common.storages.load_storage import LoadStorage  # noqa: E402
+from dlt.extract.storage import ExtractStorage  # noqa: E402
 
 from pipelines.runner import FILE_FORMATS, make_pipeline, run_load  # noqa: E402
 from sources.polyai import client as client_module  # noqa: E402
@@ -46,6 +53,40 @@ def kill_after_pages(count: int) -> None:
             yield page
 
     client_module.PolyAIClient.iter_pages = counting  # type: ignore[method-assign]
+
+
+def kill_after_job(pattern: str) -> None:
+    """Dies once the destination has run a load job whose file name matches `pattern`.
+
+    Right after the job's own `run` returns: committed in the destination, and not yet
+    recorded by dlt (neither its pending transition nor its move to completed_jobs), the
+    instant at which dlt's at-least-once delivery runs the job again.
+    """
+    table, _, kind = pattern.partition(".")
+    original = RunnableLoadJob.run_managed
+
+    def run_managed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = Path(self._file_path).name
+        if name.startswith(f"{table}.") and (not kind or f".{kind}" in name):
+            run = self.run
+
+            def run_then_die() -> None:
+                run()
+                die()
+
+            self.run = run_then_die
+        original(self, *args, **kwargs)
+
+    RunnableLoadJob.run_managed = run_managed  # type: ignore[method-assign]
+
+
+def kill_before_commit(storage: Any) -> None:
+    """Dies when `storage` is about to commit a package it has written in full."""
+
+    def die_instead(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        die()
+
+    storage.commit_new_load_package = die_instead
 
 
 def killed_in_second_load(make_source: Callable[[], Any]) -> Callable[[], Any]:
@@ -80,7 +121,13 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         concurrency=2,
         clock=lambda: now,
     )
-    if kill_at == "none":
+    if kill_at.startswith("after_job:"):
+        kill_after_job(kill_at.split(":", 1)[1])
+    elif kill_at == "before_extract_commit":
+        kill_before_commit(ExtractStorage)
+    elif kill_at == "before_normalize_commit":
+        kill_before_commit(LoadStorage)
+    if kill_at == "none" or kill_at.startswith(("after_job:", "before_")):
         run_load(pipeline, source)  # the real path: finishes a half-done load first
         return
     if kill_at == "second_load":

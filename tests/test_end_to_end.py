@@ -155,33 +155,59 @@ def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(
     assert harness.simulator.stats.requests <= 2
 
 
-def test_a_turns_primary_key_left_by_an_earlier_version_is_cleared(harness: Harness) -> None:
-    """Earlier versions declared (conversation_id, turn_index) as the primary key of `turns`;
-    dlt keeps a stored hint unless told otherwise, and its merge then deletes by `key OR merge
-    key`, which DuckDB cannot run as a hash join."""
+def test_merge_hints_left_by_an_earlier_version_are_replaced(harness: Harness) -> None:
+    """The previous version merged without de-duplication (`deduplicated`), which doubles rows
+    staged twice after a kill, and declared no primary key on `turns`; dlt keeps stored hints
+    unless told otherwise. After the upgrade, both merges de-duplicate by primary key and the
+    turns delete is scoped by conversation id alone (no `key OR merge key`, which DuckDB
+    cannot run as a hash join)."""
 
-    def as_an_earlier_version() -> DltSource:
+    def as_the_previous_version() -> DltSource:
         source = polyai_source(**harness.options())
-        source.resources["turns"].apply_hints(primary_key=TURN_KEY)
+        earlier = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
+        stored = {"x-stage-data-deduplicated": True}
+        source.resources["conversations"].apply_hints(
+            write_disposition=earlier, additional_table_hints=stored
+        )
+        source.resources["turns"].apply_hints(
+            write_disposition=earlier,
+            primary_key=[],
+            merge_key="conversation_id",
+            additional_table_hints=stored,
+        )
         return source
 
-    def turn_keys() -> dict[str, Any]:
-        columns = harness.pipeline.default_schema.tables["turns"]["columns"]
-        return {name: columns[name].get("primary_key") for name in TURN_KEY}
+    def hints() -> tuple[Any, ...]:
+        tables = harness.pipeline.default_schema.tables
+        columns = tables["turns"]["columns"]
+        return (
+            tables["conversations"].get("x-stage-data-deduplicated"),
+            tables["turns"].get("x-stage-data-deduplicated"),
+            tuple(bool(columns[name].get("primary_key")) for name in TURN_KEY),
+            bool(columns["conversation_id"].get("merge_key")),
+        )
 
     harness.clock.advance(timedelta(hours=2))
-    run_load(harness.pipeline, as_an_earlier_version)
-    assert turn_keys() == {"conversation_id": True, "turn_index": True}
+    run_load(harness.pipeline, as_the_previous_version)
+    assert hints() == (True, True, (False, False), True)
     harness.clock.advance(timedelta(hours=2))
     harness.run()
-    assert turn_keys() == {"conversation_id": False, "turn_index": False}
-    # The turns merge of each load, in load order (loaded/<load id>/completed_jobs/turns.*.sql).
-    merges = sorted(
-        (path.parent.parent.name, path.read_text())
-        for path in Path(harness.pipeline.working_dir).rglob("turns.*.sql")
-    )
-    assert len(merges) == 2 and all("DELETE" in sql for _, sql in merges), merges
-    assert " OR " in merges[0][1] and " OR " not in merges[1][1], merges
+    assert hints() == (False, False, (True, True), False)
+    # The merges of each load, in load order (loaded/<load id>/completed_jobs/<table>.*.sql).
+    merges = {
+        table: sorted(
+            (path.parent.parent.name, path.read_text())
+            for path in Path(harness.pipeline.working_dir).rglob(f"{table}.*.sql")
+        )
+        for table in ("conversations", "turns")
+    }
+    assert all(len(loads) == 2 for loads in merges.values()), merges
+    for _, sql in merges["conversations"][1:] + merges["turns"][1:]:
+        assert "ROW_NUMBER()" in sql, sql
+    turns_now = merges["turns"][1][1]
+    assert "DELETE FROM" in turns_now and " OR " not in turns_now, turns_now
+    assert 'conversation_id IN (SELECT conversation_id FROM "polyai_staging"."turns")' in turns_now
+    check_run_against_truth(harness)
 
 
 def test_tables_have_typed_columns_and_json(harness: Harness) -> None:

@@ -88,13 +88,21 @@ logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
 CONVERSATION_KEY: Final = ("id",)
 TURN_KEY: Final = ("conversation_id", "turn_index")
-# The source sends each conversation (and so each turn) once per run (windows.RunWindows and
-# the client's per-window check): the merge can skip its ROW_NUMBER() pass over the staged
-# rows, which took ~45% of a 100k-conversation load into DuckDB and most of its memory.
-MERGE_WITHOUT_DEDUPLICATION: Final[dict[str, Any]] = {
+# dlt's load jobs are at-least-once: a process killed after a staging copy committed and before
+# dlt recorded it copies the same file again on the next run. The merge de-duplicates the staged
+# rows by primary key (dlt's default), so a row staged twice still lands once.
+CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",
-    "deduplicated": True,
+}
+DEDUPLICATED_HINT: Final = "x-stage-data-deduplicated"
+# A conversation loaded again replaces all of its turns: the delete is scoped by the staged
+# conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
+# DuckDB cannot run as a hash join (it ran out of a 64MB memory_limit on large merges).
+TURNS_MERGE: Final[dict[str, Any]] = {
+    "disposition": "merge",
+    "strategy": "delete-insert",
+    "destination_scope": "conversation_id IN (SELECT conversation_id FROM {staging_table})",
 }
 
 
@@ -181,10 +189,12 @@ def polyai_source(
     pages = conversation_pages(
         PolyAIClient(settings), settings, privacy, clock, (conversation_types, turn_types)
     )
-    return (
-        pages | conversations(types=conversation_types),
-        pages | turns(types=turn_types),
-    )
+    resources = (pages | conversations(types=conversation_types), pages | turns(types=turn_types))
+    for resource in resources:
+        # dlt drops a False merge option instead of storing it: a schema stored by the previous
+        # version, which merged without de-duplicating, would keep doing so.
+        resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: False})
+    return resources
 
 
 def conversation_pages(
@@ -328,15 +338,15 @@ class ColumnTypes:
         return self._types
 
 
-def without_primary_key(hints: dict[str, dict[str, Any]], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Says so explicitly: a schema stored by an earlier version keeps its key hints otherwise."""
-    return {name: {**hint, "primary_key": False} if name in keys else hint for name, hint in hints.items()}
+def without_merge_key(hints: dict[str, dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
+    """Says so explicitly: dlt keeps a merge key stored by an earlier version otherwise."""
+    return {**hints, name: {**hints[name], "merge_key": False}}
 
 
 @dlt.transformer(
     name="conversations",
     primary_key=CONVERSATION_KEY,
-    write_disposition=MERGE_WITHOUT_DEDUPLICATION,
+    write_disposition=CONVERSATIONS_MERGE,
     columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=CONVERSATION_KEY),
 )
 def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
@@ -347,13 +357,10 @@ def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[An
 
 @dlt.transformer(
     name="turns",
-    # No primary key: with one, dlt's delete matches `key OR merge key`, which DuckDB cannot
-    # run as a hash join. Re-merging 40k conversations (400k turns) over 800k turns ran out
-    # of memory with memory_limit=64MB; by the merge key alone it took 0.33 s. The merge key
-    # covers the primary key: a conversation loaded again replaces all of its turns.
-    merge_key="conversation_id",
-    write_disposition=MERGE_WITHOUT_DEDUPLICATION,
-    columns=without_primary_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), TURN_KEY),
+    primary_key=TURN_KEY,
+    write_disposition=TURNS_MERGE,
+    # The destination scope replaces the merge key that earlier versions stored.
+    columns=without_merge_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), "conversation_id"),
 )
 def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
     """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
