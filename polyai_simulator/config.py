@@ -43,6 +43,15 @@ class SimConfig:
     # seconds before `start_time` or after `end_time`, the end included, so that adjacent
     # windows overlap and tests prove a run still loads each conversation once.
     bound_slack_seconds: float = 0.0
+    # Hostile modes, off by default. `filter_offset_seconds`: the server's time filter compares
+    # `start_time`/`end_time` with started_at plus this offset while it reports started_at as
+    # is (a timezone slip on the server side), so a window returns conversations that another
+    # window owns. `echo_fraction`: that share of conversations is also served, with its
+    # started_at moved by `echo_shift_seconds`, to the windows that hold the moved time: one id
+    # under two started_at values.
+    filter_offset_seconds: float = 0.0
+    echo_fraction: float = 0.0
+    echo_shift_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         self.start = require_utc(self.start, "start")
@@ -51,7 +60,12 @@ class SimConfig:
             raise ValueError("end must be after start")
         if self.n_conversations < 0:
             raise ValueError("n_conversations must be >= 0")
-        for name in ("late_arrival_fraction", "long_running_fraction", "latency_object_fraction"):
+        for name in (
+            "late_arrival_fraction",
+            "long_running_fraction",
+            "latency_object_fraction",
+            "echo_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.bound_slack_seconds < 0:

@@ -74,6 +74,8 @@ class Entry:
     channel: str
     variant_id: str
     variant_name: str | None  # None: the field is absent (the v3 migration guide allows it)
+    # Set on the second copy that SimConfig.echo_fraction serves: the original started_us.
+    echo_of: int | None = None
 
     @property
     def started_at(self) -> datetime:

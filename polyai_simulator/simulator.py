@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bisect
 import threading
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ import orjson
 from .clock import SimClock
 from .config import SimConfig
 from .faults import Faults
-from .generator import Entry, GenParams, build_index, plan, to_us
+from .generator import Entry, GenParams, build_index, iso, plan, to_us
 from .query import PageRequest, Query, encode_cursor, uses_cursor
 from .views import ViewOptions, render
 
@@ -114,6 +115,10 @@ class Simulator:
 
     def view_bytes(self, conversation: Entry, now: datetime, options: ViewOptions) -> bytes:
         """The serialized view; a finished conversation never changes, so its bytes are cached."""
+        if conversation.echo_of is not None:
+            view = self.view(conversation, now, options)
+            view["started_at"] = iso(conversation.started_us)
+            return orjson.dumps(view)
         if to_us(now) < conversation.ends_us:
             return orjson.dumps(self.view(conversation, now, options))
         key = (conversation.id, options)
@@ -165,25 +170,15 @@ class Simulator:
             cached = self._selections.get(key)
         if cached is not None:
             return cached
-        slack_us = round(self.config.bound_slack_seconds * 1_000_000)
-        low = 0 if query.start_us is None else bisect.bisect_left(self._started, query.start_us - slack_us)
-        if query.end_us is None:
-            high = len(self._started)
-        elif slack_us:
-            high = bisect.bisect_right(self._started, query.end_us + slack_us)
-        else:
-            high = bisect.bisect_left(self._started, query.end_us)
-        channels = set(query.channels)
-        selected = [
-            entry
-            for entry in self.conversations[low:high]
-            if entry.visible_us <= now_us
-            and entry.environment == query.client_env
-            and (not channels or entry.channel in channels)
-            and (query.variant_id is None or entry.variant_id == query.variant_id)
-            and (query.variant_name is None or entry.variant_name == query.variant_name)
-            and (query.in_progress is None or (now_us < entry.ends_us) == query.in_progress)
-        ]
+        offset_us = round(self.config.filter_offset_seconds * 1_000_000)
+        selected = self._filtered(query, now_us, self._in_bounds(query, offset_us))
+        if self.config.echo_fraction:
+            shift_us = round(self.config.echo_shift_seconds * 1_000_000)
+            echoes = [entry for entry in self._in_bounds(query, offset_us + shift_us) if self._echoed(entry)]
+            selected += [
+                replace(entry, started_us=entry.started_us + shift_us, echo_of=entry.started_us)
+                for entry in self._filtered(query, now_us, echoes)
+            ]
         if by_id:
             selected.sort(key=lambda entry: entry.id)
         selection = _Selection(tuple(selected), tuple(entry.id for entry in selected))
@@ -192,6 +187,38 @@ class Simulator:
                 del self._selections[next(iter(self._selections))]
             self._selections[key] = selection
         return selection
+
+    def _in_bounds(self, query: Query, offset_us: int) -> Sequence[Entry]:
+        """Entries whose started_at plus `offset_us` falls in the query's time range (and slack)."""
+        slack_us = round(self.config.bound_slack_seconds * 1_000_000)
+        start_us = None if query.start_us is None else query.start_us - offset_us
+        end_us = None if query.end_us is None else query.end_us - offset_us
+        low = 0 if start_us is None else bisect.bisect_left(self._started, start_us - slack_us)
+        if end_us is None:
+            high = len(self._started)
+        elif slack_us:
+            high = bisect.bisect_right(self._started, end_us + slack_us)
+        else:
+            high = bisect.bisect_left(self._started, end_us)
+        return self.conversations[low:high]
+
+    @staticmethod
+    def _filtered(query: Query, now_us: int, entries: Sequence[Entry]) -> list[Entry]:
+        channels = set(query.channels)
+        return [
+            entry
+            for entry in entries
+            if entry.visible_us <= now_us
+            and entry.environment == query.client_env
+            and (not channels or entry.channel in channels)
+            and (query.variant_id is None or entry.variant_id == query.variant_id)
+            and (query.variant_name is None or entry.variant_name == query.variant_name)
+            and (query.in_progress is None or (now_us < entry.ends_us) == query.in_progress)
+        ]
+
+    def _echoed(self, entry: Entry) -> bool:
+        """Whether `entry` is one of the `echo_fraction` served twice (stable per id)."""
+        return zlib.crc32(entry.id.encode()) % 10_000 < self.config.echo_fraction * 10_000
 
     def page(self, request: PageRequest) -> tuple[bytes, list[str]]:
         """The response body for one page, and the ids on it.

@@ -14,8 +14,6 @@ from sources.polyai.concurrent_windows import WindowQueue
 from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
 from sources.polyai.windows import (
     RunPlan,
-    RunWindows,
-    Sighting,
     Window,
     cursor_after,
     first_sightings,
@@ -204,46 +202,17 @@ def test_every_live_pending_conversation_is_read_exactly_once(
 HOUR = timedelta(hours=1)
 
 
-def run_of_windows() -> tuple[RunWindows, Window, Window, Window]:
-    repull = Window(T0 - DAY, T0 - DAY + HOUR, finished_only=True)
-    first, second = Window(T0, T0 + HOUR), Window(T0 + HOUR, T0 + 2 * HOUR)
-    return RunWindows([second, repull, first]), repull, first, second
-
-
-def test_a_conversation_inside_its_window_is_kept_and_inside_another_is_left_to_it() -> None:
-    run, repull, first, second = run_of_windows()
-    inside_first = T0 + timedelta(minutes=30)
-    assert run.owner(inside_first) == first
-    assert run.sighting(first, inside_first) is Sighting.OWN
-    # A server that sends more than asked: the window that owns the time returns it anyway.
-    assert run.sighting(second, inside_first) is Sighting.ELSEWHERE
-    assert run.sighting(repull, inside_first) is Sighting.ELSEWHERE
-
-
-def test_bounds_and_times_outside_every_window_are_checked_by_id() -> None:
-    run, repull, first, second = run_of_windows()
-    # On a bound, whether start or end is inclusive decides which window sends it: maybe both.
-    assert run.sighting(first, T0 + HOUR) is Sighting.CHECK
-    assert run.sighting(second, T0 + HOUR) is Sighting.CHECK
-    assert run.sighting(first, T0) is Sighting.CHECK
-    # Between the re-pull window and the main windows, or after the last one: nobody owns it.
-    assert run.owner(T0 - HOUR) is None
-    assert run.sighting(repull, T0 - HOUR) is Sighting.CHECK
-    assert run.sighting(second, T0 + 3 * HOUR) is Sighting.CHECK
-
-
-def test_first_sightings_keep_each_conversation_once_per_run() -> None:
-    run, _, first, second = run_of_windows()
-    checked: set[str] = set()
-    on_bound = {"id": "CB", "started_at": iso(T0 + HOUR)}
+def test_first_sightings_keep_each_conversation_once_per_run_whatever_its_started_at() -> None:
+    seen: set[str] = set()
     inside_first = {"id": "CI", "started_at": iso(T0 + timedelta(minutes=5))}
     inside_second = {"id": "CJ", "started_at": iso(T0 + timedelta(minutes=65))}
-    assert first_sightings([on_bound, inside_first, inside_second], first, run, checked) == [
-        on_bound,
-        inside_first,
+    # The same id under another started_at (seen in two windows of one run): kept once.
+    moved = {"id": "CI", "started_at": iso(T0 + timedelta(minutes=95))}
+    assert first_sightings([inside_first, inside_second, inside_first], seen) == [inside_first, inside_second]
+    assert first_sightings([moved, {"id": "CK", "started_at": iso(T0)}], seen) == [
+        {"id": "CK", "started_at": iso(T0)}
     ]
-    assert first_sightings([on_bound, inside_first, inside_second], second, run, checked) == [inside_second]
-    assert checked == {"CB"}
+    assert seen == {"CI", "CJ", "CK"}
 
 
 def test_drop_repeats_keeps_the_first_of_each_id_within_and_across_pages() -> None:
@@ -260,29 +229,29 @@ def test_drop_repeats_keeps_the_first_of_each_id_within_and_across_pages() -> No
     times=st.lists(st.integers(min_value=-2_000, max_value=12_000), max_size=60),
     inclusive_end=st.booleans(),
     slack=st.integers(min_value=0, max_value=3_000),
+    filter_offset=st.integers(min_value=-7_200, max_value=7_200),
 )
-def test_every_conversation_the_windows_cover_is_kept_exactly_once(
-    cuts: list[int], times: list[int], inclusive_end: bool, slack: int
+def test_every_conversation_the_server_sends_is_kept_exactly_once(
+    cuts: list[int], times: list[int], inclusive_end: bool, slack: int, filter_offset: int
 ) -> None:
-    """Whatever the server does at the bounds, and whatever it sends beyond them."""
+    """Whatever the server does at the bounds, whatever it sends beyond them, and whatever the
+    offset between its time filter and the `started_at` it reports (a timezone slip)."""
     bounds = [T0 + timedelta(seconds=s) for s in sorted({0, *cuts})]
     windows = [Window(a, b) for a, b in itertools.pairwise(bounds)] or [Window(T0, T0 + HOUR)]
-    run = RunWindows(windows)
     conversations = [
         {"id": f"C{i}", "started_at": iso(T0 + timedelta(seconds=t))} for i, t in enumerate(times)
     ]
 
     def served(window: Window) -> list[dict[str, str]]:
         low, high = window.start - timedelta(seconds=slack), window.end + timedelta(seconds=slack)
-        return [
-            c
+        filtered_at = [
+            (c, datetime.fromisoformat(c["started_at"]) + timedelta(seconds=filter_offset))
             for c in conversations
-            if low <= datetime.fromisoformat(c["started_at"]) < high
-            or (inclusive_end and datetime.fromisoformat(c["started_at"]) == high)
         ]
+        return [c for c, at in filtered_at if low <= at < high or (inclusive_end and at == high)]
 
-    checked: set[str] = set()
-    kept = [c["id"] for window in windows for c in first_sightings(served(window), window, run, checked)]
+    seen: set[str] = set()
+    kept = [c["id"] for window in windows for c in first_sightings(served(window), seen)]
     assert len(kept) == len(set(kept)), "a conversation was kept twice"
     every_served = {c["id"] for window in windows for c in served(window)}
     assert set(kept) == every_served, "a conversation the server sent was dropped"

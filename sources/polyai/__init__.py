@@ -55,7 +55,7 @@ from .settings import (
     TURN_COLUMN_TYPES,
 )
 from .typed_pages import page_decoder
-from .windows import RunPlan, RunWindows, cursor_after, first_sightings, plan_run, record_status
+from .windows import RunPlan, cursor_after, first_sightings, plan_run, record_status
 
 __all__ = [
     "ConfigurationError",
@@ -230,12 +230,12 @@ def conversation_pages(
         queue = WindowQueue(
             windows, always=len(plan.repull_windows) + 1, limit=settings.max_conversations_per_load
         )
-        run_windows, checked = RunWindows(windows), set[str]()
+        kept_this_run: set[str] = set()
         decoder = typed_page_decoder(settings, privacy, *table_types)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
-            # Each conversation once per run: the merge is told to skip its own de-duplication.
-            conversations = first_sightings(conversations, page.window, run_windows, checked)
+            # Each conversation once per run, whatever the windows and the server's filter.
+            conversations = first_sightings(conversations, kept_this_run)
             if privacy.active:
                 conversations = [apply_privacy(c, privacy) for c in conversations]
             for conversation in conversations:

@@ -11,11 +11,9 @@ A run reads two kinds of windows on `started_at`:
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any
 
 from .settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
@@ -178,60 +176,18 @@ def record_status(
         pending.pop(conversation_id, None)
 
 
-class Sighting(Enum):
-    """What a run does with a conversation a window returned (see RunWindows.sighting)."""
+def first_sightings(conversations: list[Any], seen: set[str]) -> list[Any]:
+    """The conversations of one page that this run has not kept yet, each once; `seen` learns them.
 
-    OWN = "own"  # strictly inside this window, which alone returns it: keep
-    ELSEWHERE = "elsewhere"  # strictly inside another window of the run, which returns it: drop
-    CHECK = "check"  # on a window bound, or outside every window: keep the first sighting only
-
-
-class RunWindows:
-    """The windows of one run, to load each conversation once however the API treats bounds.
-
-    A run's windows never overlap, but the API may treat `end_time` as inclusive and may send
-    what lies outside the asked range. Only the conversations on a bound or outside every
-    window need remembering (`CHECK`): a handful per run, so memory stays flat, and the
-    destination can skip its own de-duplication of the run's rows.
-    """
-
-    def __init__(self, windows: Iterable[Window]) -> None:
-        self._windows = sorted(windows, key=lambda window: window.start)
-        self._starts = [window.start for window in self._windows]
-        self._bounds = {bound for window in self._windows for bound in (window.start, window.end)}
-
-    def owner(self, started_at: datetime) -> Window | None:
-        """The window whose [start, end) holds `started_at`, if any."""
-        position = bisect_right(self._starts, started_at) - 1
-        if position >= 0 and started_at < self._windows[position].end:
-            return self._windows[position]
-        return None
-
-    def sighting(self, window: Window, started_at: datetime) -> Sighting:
-        if started_at in self._bounds:
-            return Sighting.CHECK
-        owner = self.owner(started_at)
-        if owner is None:
-            return Sighting.CHECK
-        return Sighting.OWN if owner == window else Sighting.ELSEWHERE
-
-
-def first_sightings(
-    conversations: list[Any], window: Window, run_windows: RunWindows, checked: set[str]
-) -> list[Any]:
-    """The conversations of one page that this run has not loaded yet and will not load elsewhere.
-
-    `checked` holds the ids of the `CHECK` sightings so far in the run. Repeats within one
-    window are dropped by the client (iter_pages).
+    Whatever window sends a conversation, and whatever `started_at` it reports, the run keeps
+    the first sighting: a server whose time filter disagrees with the `started_at` it reports
+    (a timezone slip), one that sends more than each window asked for, pages served twice, or
+    one id under two `started_at` values all land each conversation once. `seen` holds every id
+    of the run (one load), which stays a few MB at the default `max_conversations_per_load`.
     """
     kept = []
     for conversation in conversations:
-        sighting = run_windows.sighting(window, datetime.fromisoformat(conversation["started_at"]))
-        if sighting is Sighting.ELSEWHERE:
-            continue
-        if sighting is Sighting.CHECK:
-            if conversation["id"] in checked:
-                continue
-            checked.add(conversation["id"])
-        kept.append(conversation)
+        if conversation["id"] not in seen:
+            seen.add(conversation["id"])
+            kept.append(conversation)
     return kept

@@ -1,0 +1,79 @@
+"""Servers whose time filter, or whose `started_at`, disagree with themselves: every conversation
+they send lands once, exactly as sent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import T0, make_harness
+from truth import compare_tables
+
+from polyai_simulator import SimClock, SimConfig
+
+
+@pytest.mark.parametrize("offset_hours", [1.0, -1.0])
+def test_a_time_filter_offset_from_started_at_loses_no_conversation(
+    tmp_path: Path, offset_hours: float
+) -> None:
+    """A timezone slip on the server: each window returns conversations that another window of
+    the run owns, and that window never returns them (the hunt kept 42 of 266)."""
+    config = SimConfig(
+        seed=5,
+        n_conversations=266,
+        start=T0,
+        end=T0 + timedelta(hours=6),
+        long_running_fraction=0.0,
+        late_arrival_fraction=0.0,
+        filter_offset_seconds=offset_hours * 3600,
+    )
+    clock = SimClock(T0 + timedelta(hours=8))
+    for harness in make_harness(tmp_path, config, clock, window_hours=0.5):
+        # The backfill reaches a little past the data, so that a server that shifts its filter
+        # later still has a window for every conversation.
+        harness.run(start_date=(T0 - timedelta(hours=2)).isoformat())
+        served = {
+            entry_id for entry in harness.simulator.stats.request_log for entry_id in entry.get("ids", [])
+        }
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        truth = harness.simulator.truth()
+        assert len(conversations) == len({row["id"] for row in conversations}), "doubled conversations"
+        assert not served or served <= {row["id"] for row in conversations}
+        problems = compare_tables(truth, conversations, turns)
+        assert not problems, "\n".join(problems[:20])
+
+
+def test_one_id_under_two_started_at_values_lands_once(tmp_path: Path) -> None:
+    """The server sends some conversations twice in one run, the second time under another
+    `started_at` that falls in another window of the run."""
+    config = SimConfig(
+        seed=7,
+        n_conversations=300,
+        start=T0,
+        end=T0 + timedelta(hours=6),
+        long_running_fraction=0.0,
+        late_arrival_fraction=0.0,
+        echo_fraction=0.2,
+        echo_shift_seconds=2 * 3600,
+    )
+    clock = SimClock(T0 + timedelta(hours=9))
+    for harness in make_harness(tmp_path, config, clock, window_hours=1):
+        harness.run()
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        assert len(conversations) == len({row["id"] for row in conversations}), "doubled conversations"
+        keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
+        assert len(keys) == len(turns), f"{len(turns) - len(keys)} doubled turns"
+        truth = {c["id"]: c for c in harness.simulator.truth()}
+        assert {row["id"] for row in conversations} == set(truth)
+        # Apart from the started_at the server reported first, each is exactly as sent.
+        for row in conversations:
+            row["started_at"] = None
+        for conversation in truth.values():
+            conversation["started_at"] = None
+        for row in turns:
+            row["conversation_started_at"] = None
+        problems = compare_tables(list(truth.values()), conversations, turns)
+        assert not problems, "\n".join(problems[:20])
