@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import uuid
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -57,6 +58,12 @@ class Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, as clients with connection pools expect
     disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stall
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header from the simulated clock, as a real API's comes from its own clock."""
+        if timestamp is None:
+            timestamp = self.server.simulator.now().timestamp()
+        return formatdate(timestamp, usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests read the stats, and a log line could carry query values

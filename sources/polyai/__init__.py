@@ -18,7 +18,7 @@ from . import allocators
 # isort: on
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import dlt
@@ -55,7 +55,15 @@ from .settings import (
     TURN_COLUMN_TYPES,
 )
 from .typed_pages import page_decoder
-from .windows import RunPlan, cursor_after, first_sightings, plan_run, record_status
+from .windows import (
+    RunPlan,
+    clock_skew,
+    cursor_after,
+    cursor_within_api_clock,
+    first_sightings,
+    plan_run,
+    record_status,
+)
 
 __all__ = [
     "ConfigurationError",
@@ -211,10 +219,11 @@ def conversation_pages(
         state = dlt.current.source_state()
         pending: dict[str, str] = state.setdefault("pending", {})
         cursor_text = state.get("cursor")
+        now = clock()
         plan = plan_run(
             cursor=parse_timestamp(cursor_text) if cursor_text else None,
             pending=pending,
-            now=clock(),
+            now=now,
             start_date=settings.start_date,
             lookback=settings.lookback,
             max_pending_age=settings.max_pending_age,
@@ -256,8 +265,11 @@ def conversation_pages(
                 "Their turns already loaded were kept; ask PolyAI to turn transcripts on.",
                 hidden_transcripts,
             )
+        warn_of_clock_skew(clock_skew(now, client.earliest_server_time), settings)
         main_windows_read = queue.handed_out - len(plan.repull_windows)
-        next_cursor = cursor_after(plan, main_windows_read)
+        next_cursor = cursor_within_api_clock(
+            cursor_after(plan, main_windows_read), client.earliest_server_time
+        )
         if next_cursor is not None:
             state["cursor"] = isoformat_utc(next_cursor)
         state["last_run"] = {
@@ -294,6 +306,22 @@ def normalized(page: Page, api_version: str) -> list[dict[str, Any]]:
     for conversation in page.conversations:
         conversation["started_at"] = isoformat_utc(parse_timestamp(conversation["started_at"]))  # type: ignore[arg-type]
     return page.conversations
+
+
+def warn_of_clock_skew(skew: timedelta | None, settings: ConnectorSettings) -> None:
+    if skew is None or abs(skew) <= settings.lookback:
+        return
+    if skew > timedelta(0):
+        consequence = "the cursor follows the API's clock, so nothing is skipped"
+    else:
+        consequence = "conversations of that last stretch are read on the next run"
+    logger.warning(
+        "this machine's clock is %s %s the PolyAI API's (its Date header), more than "
+        "lookback_minutes: %s; set the machine's clock right (NTP)",
+        abs(skew),
+        "ahead of" if skew > timedelta(0) else "behind",
+        consequence,
+    )
 
 
 def forget_expired(pending: dict[str, str], plan: RunPlan, settings: ConnectorSettings) -> None:

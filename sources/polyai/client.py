@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -87,6 +88,8 @@ class PolyAIClient:
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self.requests_made = 0
+        # The API's own clock (its `Date` header) at the first answer of the run.
+        self.earliest_server_time: datetime | None = None
 
     @property
     def _session(self) -> Session:
@@ -216,9 +219,18 @@ class PolyAIClient:
         session = self._session
         session.body_budget = decode_budget  # type: ignore[attr-defined]
         response = session.get(self.url, params=params)
+        self._observe_server_clock(response)
         if response.status_code == 200:
             return response
         raise self._error(response)
+
+    def _observe_server_clock(self, response: Response) -> None:
+        served_at = server_time(response)
+        if served_at is None:
+            return
+        with self._count_lock:
+            if self.earliest_server_time is None or served_at < self.earliest_server_time:
+                self.earliest_server_time = served_at
 
     def _error(self, response: Response) -> PolyAIAPIError:
         try:
@@ -234,6 +246,18 @@ class PolyAIClient:
             error_message=envelope.get("error_message") or envelope.get("error"),
             correlation_id=response.headers.get(CORRELATION_HEADER) or envelope.get("error_id"),
         )
+
+
+def server_time(response: Response) -> datetime | None:
+    """The time of the server's `Date` header (RFC 9110: an origin server with a clock sends it)."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        served_at = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return served_at.replace(tzinfo=UTC) if served_at.tzinfo is None else served_at.astimezone(UTC)
 
 
 def decode_page(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:

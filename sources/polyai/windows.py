@@ -166,6 +166,23 @@ def cursor_after(plan: RunPlan, main_windows_read: int) -> datetime | None:
     return plan.main_windows[main_windows_read - 1].end
 
 
+def cursor_within_api_clock(cursor: datetime | None, api_time: datetime | None) -> datetime | None:
+    """The cursor never passes the API's own clock: what starts after it cannot have been shown.
+
+    The run's windows end at this machine's "now"; with a clock ahead of the API's, a cursor
+    set there would skip what the API has not shown yet. `api_time` is the API's clock at the
+    run's first answer, so the next run reads on from what the API could show then.
+    """
+    if cursor is None or api_time is None:
+        return cursor
+    return min(cursor, api_time)
+
+
+def clock_skew(now: datetime, api_time: datetime | None) -> timedelta | None:
+    """How far this machine's clock is ahead of the API's (negative: behind), if the API told."""
+    return None if api_time is None else now - api_time
+
+
 def record_status(
     pending: MutableMapping[str, str], conversation_id: str, started_at: str, in_progress: bool
 ) -> None:
