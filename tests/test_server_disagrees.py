@@ -112,3 +112,42 @@ def test_a_client_clock_ahead_of_or_behind_the_api_loses_nothing(
         assert warned and ("ahead of" if skew_minutes > 0 else "behind") in warned[0], warned
     else:
         assert not warned, warned
+
+
+@pytest.mark.parametrize(("offset_minutes", "lookback_minutes"), [(60, 15), (-60, 75)])
+def test_runs_against_a_time_filter_offset_from_started_at_end_at_the_truth(
+    tmp_path: Path, offset_minutes: int, lookback_minutes: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Runs while the clock moves, conversations arriving late and running long. The narrow
+    re-pull of a pending conversation never returns it from such a server, so the re-pull drops
+    its filter, widens, and finds it. A filter that lags the reported started_at (negative
+    offset) hides the newest hour from every window: only a lookback beyond the lag reads it,
+    as the warning says."""
+    config = SimConfig(
+        seed=17,
+        n_conversations=500,
+        start=T0,
+        end=T0 + timedelta(hours=6),
+        late_arrival_fraction=0.1,
+        long_running_fraction=0.08,
+        filter_offset_seconds=offset_minutes * 60,
+    )
+    clock = SimClock(T0 + timedelta(minutes=40))
+    options = {"start_date": (T0 - timedelta(hours=2)).isoformat(), "lookback_minutes": lookback_minutes}
+    for harness in make_harness(tmp_path, config, clock, **options):
+        for _ in range(14):
+            harness.run()
+            harness.clock.advance(timedelta(minutes=35))
+        # Past the end of every conversation, within max_pending_hours of their start.
+        harness.clock.advance(timedelta(hours=12))
+        for _ in range(8):
+            harness.run()
+            harness.clock.advance(timedelta(minutes=20))
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        problems = compare_tables(harness.simulator.truth(), conversations, turns)
+        assert not problems, "\n".join(problems[:20])
+        assert not harness.source_state.get("pending"), "conversations left pending"
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [message for message in messages if "were not returned by their re-pulls" in message]
+    assert any("its time filter disagrees" in message for message in messages)

@@ -42,6 +42,7 @@ from .records import (
     turns_table,
     types_from_schema,
 )
+from .repulls import WIDEST, newly_lost, next_misses
 from .settings import (
     CONVERSATION_COLUMN_TYPES,
     DEFAULT_API_VERSION,
@@ -61,6 +62,7 @@ from .windows import (
     cursor_after,
     cursor_within_api_clock,
     first_sightings,
+    furthest_outside,
     plan_run,
     record_status,
 )
@@ -103,6 +105,10 @@ CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",
 }
+# An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
+FILTER_TOLERANCE: Final = timedelta(seconds=1)
+# Source state: per pending conversation, the runs whose re-pulls missed it (repulls).
+REPULL_MISSES: Final = "repull_misses"
 DEDUPLICATED_HINT: Final = "x-stage-data-deduplicated"
 # A conversation loaded again replaces all of its turns: the delete is scoped by the staged
 # conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
@@ -229,6 +235,7 @@ def conversation_pages(
             max_pending_age=settings.max_pending_age,
             max_window_span=settings.window_span,
             concurrency=settings.concurrency,
+            misses=state.get(REPULL_MISSES, {}),
         )
         forget_expired(pending, plan, settings)
         hidden_transcripts = 0
@@ -240,9 +247,11 @@ def conversation_pages(
             windows, always=len(plan.repull_windows) + 1, limit=settings.max_conversations_per_load
         )
         kept_this_run: set[str] = set()
+        outside = timedelta(0)
         decoder = typed_page_decoder(settings, privacy, *table_types)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
+            outside = max(outside, furthest_outside(conversations, page.window))
             # Each conversation once per run, whatever the windows and the server's filter.
             conversations = first_sightings(conversations, kept_this_run)
             if privacy.active:
@@ -266,6 +275,8 @@ def conversation_pages(
                 hidden_transcripts,
             )
         warn_of_clock_skew(clock_skew(now, client.earliest_server_time), settings)
+        warn_of_filter_disagreement(outside, settings)
+        track_repull_misses(state, plan, kept_this_run)
         main_windows_read = queue.handed_out - len(plan.repull_windows)
         next_cursor = cursor_within_api_clock(
             cursor_after(plan, main_windows_read), client.earliest_server_time
@@ -306,6 +317,41 @@ def normalized(page: Page, api_version: str) -> list[dict[str, Any]]:
     for conversation in page.conversations:
         conversation["started_at"] = isoformat_utc(parse_timestamp(conversation["started_at"]))  # type: ignore[arg-type]
     return page.conversations
+
+
+def track_repull_misses(state: Any, plan: RunPlan, seen: set[str]) -> None:
+    """Counts, per pending conversation, the runs whose re-pulls did not return it (repulls)."""
+    misses = next_misses(plan.repull_targets, seen, state.get(REPULL_MISSES, {}))
+    if misses:
+        state[REPULL_MISSES] = misses
+    else:
+        state.pop(REPULL_MISSES, None)
+    lost = sorted(conversation_id for conversation_id, count in misses.items() if newly_lost(count))
+    if lost:
+        logger.warning(
+            "%d conversations still in progress were not returned by their re-pulls, even "
+            "%s either side of their started_at without the in_progress filter: the API's time "
+            "filter may disagree with the started_at it reports. They stay pending (re-pulled "
+            "in that widest window) until max_pending_hours: %s%s",
+            len(lost),
+            WIDEST,
+            ", ".join(lost[:5]),
+            " ..." if len(lost) > 5 else "",
+        )
+
+
+def warn_of_filter_disagreement(outside: timedelta, settings: ConnectorSettings) -> None:
+    if outside <= FILTER_TOLERANCE:
+        return
+    logger.warning(
+        "the PolyAI API sent conversations whose started_at lies up to %s outside the time range "
+        "asked for: its time filter disagrees with the started_at it reports. Every conversation "
+        "it sent was kept once. A filter that lags the reported started_at by more than "
+        "lookback_minutes (%s) hides conversations from every run: raise lookback_minutes above "
+        "that lag if the counts fall short.",
+        outside,
+        settings.lookback,
+    )
 
 
 def warn_of_clock_skew(skew: timedelta | None, settings: ConnectorSettings) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .repulls import repull_span
 from .settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
 
 
@@ -36,6 +37,8 @@ class RunPlan:
     expired: dict[str, str] = field(default_factory=dict)
     # The cursor once every main window has been read.
     next_cursor: datetime | None = None
+    # Pending conversations the re-pull windows look for (repulls).
+    repull_targets: frozenset[str] = frozenset()
 
 
 def main_window_bounds(
@@ -92,18 +95,40 @@ def repull_windows(
     pending_started_at: Iterable[datetime],
     before: datetime,
     padding: timedelta = REPULL_PADDING,
+    finished_only: bool = True,
 ) -> list[Window]:
-    """Narrow finished-only windows around each time, merged where they touch, none reaching `before`."""
-    windows: list[Window] = []
-    for started_at in sorted(pending_started_at):
-        if started_at >= before:
-            continue
-        start, end = started_at - padding, min(started_at + padding, before)
-        if windows and start <= windows[-1].end:
-            windows[-1] = Window(windows[-1].start, max(windows[-1].end, end), True)
+    """Narrow windows around each time, merged where they touch, none reaching `before`."""
+    windows = [
+        Window(started_at - padding, min(started_at + padding, before), finished_only)
+        for started_at in pending_started_at
+        if started_at < before
+    ]
+    return merged_where_touching(windows)
+
+
+def merged_where_touching(windows: Iterable[Window]) -> list[Window]:
+    """Windows of one kind (finished-only or not) merged where they touch or overlap, in time order."""
+    merged: list[Window] = []
+    for window in sorted(windows, key=lambda window: (window.finished_only, window.start)):
+        last = merged[-1] if merged else None
+        if last is not None and last.finished_only == window.finished_only and window.start <= last.end:
+            merged[-1] = Window(last.start, max(last.end, window.end), last.finished_only)
         else:
-            windows.append(Window(start, end, True))
-    return windows
+            merged.append(window)
+    return merged
+
+
+def repull_plan(
+    keep: Mapping[str, datetime], misses: Mapping[str, int], before: datetime
+) -> tuple[list[Window], frozenset[str]]:
+    """The re-pull windows of the pending conversations that started before `before`, each as
+    wide as its misses say (repulls.repull_span), and the ids they target."""
+    targets = {conversation_id for conversation_id, started_at in keep.items() if started_at < before}
+    windows = []
+    for conversation_id in targets:
+        padding, finished_only = repull_span(misses.get(conversation_id, 0))
+        windows += repull_windows([keep[conversation_id]], before, padding, finished_only)
+    return merged_where_touching(windows), frozenset(targets)
 
 
 def split_expired(
@@ -131,13 +156,15 @@ def plan_run(
     max_pending_age: timedelta,
     max_window_span: timedelta | None = None,
     concurrency: int = 1,
+    misses: Mapping[str, int] | None = None,
 ) -> RunPlan:
     """Everything one run will read, decided up front from the saved state and the clock."""
     keep, expired = split_expired(pending, now, max_pending_age)
     bounds = main_window_bounds(cursor, start_date, now, lookback)
     if bounds is None:
         # Nothing new can be read; pending conversations are still re-pulled.
-        return RunPlan([], repull_windows(keep.values(), now), expired, cursor)
+        repulls, targets = repull_plan(keep, misses or {}, now)
+        return RunPlan([], repulls, expired, cursor, targets)
     main_start, main_end = bounds
     if max_window_span is None:
         main_windows = taper(
@@ -145,11 +172,13 @@ def plan_run(
         )
     else:
         main_windows = split_window(main_start, main_end, max_window_span)
+    repulls, targets = repull_plan(keep, misses or {}, main_start)
     return RunPlan(
         main_windows=main_windows,
-        repull_windows=repull_windows(keep.values(), main_start),
+        repull_windows=repulls,
         expired=expired,
         next_cursor=main_end,
+        repull_targets=targets,
     )
 
 
@@ -191,6 +220,20 @@ def record_status(
         pending[conversation_id] = started_at
     else:
         pending.pop(conversation_id, None)
+
+
+def furthest_outside(conversations: Iterable[Any], window: Window) -> timedelta:
+    """How far the page's `started_at` values lie outside the window that asked for them (0 inside).
+
+    A server whose time filter disagrees with the `started_at` it reports sends conversations
+    outside the range asked: every one is kept (first_sightings), and the distance tells how
+    far off its filter is.
+    """
+    furthest = timedelta(0)
+    for conversation in conversations:
+        started_at = datetime.fromisoformat(conversation["started_at"])
+        furthest = max(furthest, window.start - started_at, started_at - window.end)
+    return furthest
 
 
 def first_sightings(conversations: list[Any], seen: set[str]) -> list[Any]:
