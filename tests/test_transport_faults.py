@@ -119,6 +119,11 @@ def test_only_a_host_that_is_not_there_counts_as_unreachable() -> None:
     with pytest.raises(requests.ConnectionError) as unresolved:
         requests.get("http://nonexistent.invalid/", timeout=5)
     assert connection_failure(unresolved.value) == "its host name does not resolve (DNS)"
+    proxy = {"http": f"http://127.0.0.1:{closed_port()}"}
+    with pytest.raises(requests.ConnectionError) as no_proxy:
+        requests.get("http://api.example.invalid/", proxies=proxy, timeout=5)
+    refused_by_proxy = "no connection could be made to the proxy (Connection refused)"
+    assert connection_failure(no_proxy.value) == refused_by_proxy
     assert connection_failure(requests.ConnectTimeout("slow to accept")) is None
     assert connection_failure(requests.ConnectionError("Connection aborted.")) is None
 

@@ -91,14 +91,13 @@ def connection_failure(error: BaseException | None) -> str | None:
     if behind_proxy:
         reason = reason.original_error
     if isinstance(reason, urllib3.exceptions.NameResolutionError):
-        why = "its host name does not resolve (DNS)"
-    elif isinstance(reason, urllib3.exceptions.NewConnectionError):
+        host = "the proxy's host name" if behind_proxy else "its host name"
+        return f"{host} does not resolve (DNS)"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
         cause = reason.__cause__ or reason.__context__
         detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "refused"
-        why = f"no connection could be made ({detail})"
-    else:
-        return None
-    return f"the proxy: {why}" if behind_proxy else why
+        return f"no connection could be made{' to the proxy' if behind_proxy else ''} ({detail})"
+    return None
 
 
 def cannot_connect(attempts: int) -> Callable[[RetryCallState], bool]:
