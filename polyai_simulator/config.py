@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .clock import require_utc
+from .paging_faults import PAGING_FAULTS
 
 
 def _default_start() -> datetime:
@@ -21,8 +22,9 @@ class SimConfig:
     """Conversations' `started_at` are spread over [start, end); the data depends only on the
     seed and the generation fields, so two simulators with equal configs serve equal data.
 
-    `api_key`, `transcripts_enabled`, `v2_cursor` and `max_limit` are read on every request:
-    tests may change them on a running simulator (a rotated key, a toggled project setting).
+    `api_key`, `transcripts_enabled`, `v2_cursor`, `max_limit` and `paging_fault` are read on
+    every request: tests may change them on a running simulator (a rotated key, a toggled
+    project setting, a server fixed between runs).
     """
 
     seed: int = 1
@@ -52,6 +54,9 @@ class SimConfig:
     filter_offset_seconds: float = 0.0
     echo_fraction: float = 0.0
     echo_shift_seconds: float = 3600.0
+    # A hostile way of paging, one of paging_faults.PAGING_FAULTS; None pages as the API
+    # documents. Read on every request: a test may fix the server between runs.
+    paging_fault: str | None = None
 
     def __post_init__(self) -> None:
         self.start = require_utc(self.start, "start")
@@ -70,5 +75,7 @@ class SimConfig:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.bound_slack_seconds < 0:
             raise ValueError("bound_slack_seconds must be >= 0")
+        if self.paging_fault is not None and self.paging_fault not in PAGING_FAULTS:
+            raise ValueError(f"paging_fault must be one of {PAGING_FAULTS}")
         if self.max_limit < 1:
             raise ValueError("max_limit must be >= 1")

@@ -1,4 +1,5 @@
-"""Faults the simulator injects on purpose: rate limits, server errors, resets, broken bodies, stalls."""
+"""Faults the simulator injects on purpose: rate limits, server errors, resets, broken bodies,
+stalls, and a proxy's HTML page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-FAULT_KINDS = ("rate_limit", "server_error", "reset", "truncate", "invalid_json", "slow")
+# New kinds go last: a seed draws the same faults as before for the kinds it already had.
+FAULT_KINDS = ("rate_limit", "server_error", "reset", "truncate", "invalid_json", "slow", "html_page")
 
 
 @dataclass
@@ -15,7 +17,8 @@ class Faults:
     """Probabilities per request (0..1) of each fault, plus a token-bucket rate limit.
 
     A request draws at most one fault. `slow` stalls `slow_seconds` before answering (longer
-    than the client's read timeout, it is a timeout). The bucket allows `rate_per_second`
+    than the client's read timeout, it is a timeout). `html_page` answers 200 with an HTML
+    sign-in page, as a corporate proxy or a captive portal does. The bucket allows `rate_per_second`
     requests on average with bursts of `burst`; past it the answer is 429 with Retry-After.
     """
 
@@ -26,6 +29,7 @@ class Faults:
     truncate: float = 0.0
     invalid_json: float = 0.0
     slow: float = 0.0
+    html_page: float = 0.0
     slow_seconds: float = 2.0
     retry_after: str = "1"
     rate_per_second: float | None = None

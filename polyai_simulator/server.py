@@ -21,6 +21,11 @@ PATH = re.compile(r"^/(v1|v2|v3)/([^/]+)/([^/]+)/conversations/?$")
 CORRELATION_HEADER = "X-PolyAI-Correlation-Id"
 # Query parameters whose values never reach the request log, should a client put a key there.
 _SECRET_PARAM = re.compile(r"key|token|secret|password", re.IGNORECASE)
+# What a proxy or captive portal sends instead of the API's answer, with status 200.
+SIGN_IN_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+    b'<body><form action="/login"><input name="user"></form></body></html>\n'
+)
 _FAULT_ERRORS = {
     "rate_limit": (429, "RATE_LIMITED", "Too many requests."),
     "server_error": (503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
@@ -92,6 +97,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        elif fault == "html_page":
+            simulator.record(entry)
+            self._send(200, SIGN_IN_PAGE, correlation_id, content_type="text/html; charset=utf-8")
+            return
         elif fault in _FAULT_ERRORS:
             status, code, message = _FAULT_ERRORS[fault]
             entry["status"] = status
@@ -137,9 +146,10 @@ class Handler(BaseHTTPRequestHandler):
         correlation_id: str,
         extra: dict[str, str] | None = None,
         head_only: bool = False,
+        content_type: str = "application/json",
     ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header(CORRELATION_HEADER, correlation_id)
         for name, value in (extra or {}).items():

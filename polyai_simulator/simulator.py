@@ -16,6 +16,7 @@ from .clock import SimClock
 from .config import SimConfig
 from .faults import Faults
 from .generator import Entry, GenParams, build_index, iso, plan, to_us
+from .paging_faults import PageRepeats, fresh_cursor
 from .query import PageRequest, Query, encode_cursor, uses_cursor
 from .views import ViewOptions, render
 
@@ -73,6 +74,7 @@ class Simulator:
         self._cache: dict[tuple[str, ViewOptions], bytes] = {}
         self._selections: dict[tuple[Query, int, bool], _Selection] = {}
         self._lock = threading.Lock()
+        self._repeats = PageRepeats()
 
     # --- time and statistics ---------------------------------------------------------------
 
@@ -226,18 +228,27 @@ class Simulator:
         v1: ascending started_at, offset paging. v2/v3: id order (a stable keyset that is
         deliberately not chronological); a cursor resumes after the last id served, so pages
         neither skip nor repeat while conversations arrive, whereas an offset is a position in
-        the result set as it is at request time and drifts.
+        the result set as it is at request time and drifts. `config.paging_fault` makes the
+        paging hostile (paging_faults).
         """
+        mode = self.config.paging_fault
+        again = self._repeats.served_again(mode, request)
+        if again is not None:
+            return again
         now = self.now()
         version = request.version
         keyset = version != "v1"
         with_cursor = uses_cursor(version, self.config.v2_cursor)
         selection = self._selection(request.query, to_us(now), keyset)
+        after_id = None if mode == "ignore_cursor" else request.after_id
         position = request.offset
-        if with_cursor and request.after_id is not None:
-            position = bisect.bisect_right(selection.ids, request.after_id)
+        if with_cursor and after_id is not None:
+            position = bisect.bisect_right(selection.ids, after_id)
         page = selection.entries[position : position + request.limit]
         more = position + request.limit < len(selection.entries)
+        next_offset = position + request.limit if more else None
+        if mode == "stuck_offset":
+            next_offset = request.offset
         options = self.options(
             version,
             include_latency=request.include_latency,
@@ -251,10 +262,22 @@ class Simulator:
         ]
         if version == "v1":
             parts.append(b',"descriptions":' + orjson.dumps(V1_DESCRIPTIONS))
-        if more:
-            parts.append(b',"next_offset":%d' % (position + request.limit))
+        if next_offset is not None:
+            parts.append(b',"next_offset":%d' % next_offset)
+        cursor = self._cursor(request, page, more) if with_cursor else None
         if with_cursor:
-            cursor = encode_cursor(page[-1].id, request.query) if more else None
             parts.append(b',"cursor":' + orjson.dumps(cursor))
         parts.append(b"}")
-        return b"".join(parts), [entry.id for entry in page]
+        body, ids = b"".join(parts), [entry.id for entry in page]
+        self._repeats.remember(mode, request, page[-1].id if cursor and page else None, body, ids)
+        return body, ids
+
+    def _cursor(self, request: PageRequest, page: Sequence[Entry], more: bool) -> str | None:
+        """The cursor a page sends: after its last id while there are more, as `paging_fault` says."""
+        mode = self.config.paging_fault
+        if mode == "same_cursor" and request.after_id is not None:
+            return encode_cursor(request.after_id, request.query)
+        if mode == "empty_page_with_cursor" and not more:
+            last_id = page[-1].id if page else request.after_id or ""
+            return fresh_cursor(last_id, request.query, self._repeats.next_serial())
+        return encode_cursor(page[-1].id, request.query) if more else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,12 +13,23 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
+import requests
 from dlt.sources.helpers.requests.session import Session
 from requests import Response
 
-from .config import ConnectorSettings
-from .retries import RequestPacer, RetryBudget, make_retrying, make_session, reservation_of
-from .settings import API_KEY_HEADER, CORRELATION_HEADER
+from .config import ConfigurationError, ConnectorSettings
+from .paging import PagingProgress
+from .retries import (
+    CONNECT_ATTEMPTS,
+    RequestPacer,
+    RetryBudget,
+    connection_failure,
+    is_web_page,
+    make_retrying,
+    make_session,
+    reservation_of,
+)
+from .settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
 from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
 
@@ -61,6 +73,32 @@ class PolyAIAPIError(Exception):
 
 class InvalidResponseError(Exception):
     """A 200 whose body is not the JSON the API documents, after retries."""
+
+
+class PagingStalledError(InvalidResponseError):
+    """The API pages without moving on: a server fault, which running again does not mend.
+
+    An expected error (the CLI prints it on one line and exits 2, as for a refused key):
+    exit 1 there means "run again, nothing was lost", which would not help here.
+    """
+
+
+class NotTheAPIError(ConfigurationError):
+    """A 200 that is a web page, not JSON: base_url leads to a proxy or sign-in page."""
+
+
+class APIUnreachableError(ConfigurationError):
+    """No connection could be made to base_url at all (refused, no such host name)."""
+
+
+def base_url_setting(base_url: str) -> str:
+    """The setting that chose `base_url`: `region` when it is a region's URL, else `base_url`."""
+    return "region" if base_url in {REGION_BASE_URL.format(region=r) for r in REGIONS} else "base_url"
+
+
+BASE_URL_EXAMPLE = (
+    f'region = "us-1" (for {REGION_BASE_URL.format(region="us-1")}), or base_url = "https://..."'
+)
 
 
 @dataclass
@@ -144,11 +182,13 @@ class PolyAIClient:
         """Every page of one window: keyset `cursor` where the API gives one, else `next_offset`.
 
         Offset pages are positions in a result set that moves while conversations are
-        written, so each offset page re-reads a few rows of the previous one and repeats are
-        dropped: a shift in either direction neither skips nor doubles a conversation. Keyset
-        pages do not shift; still, a repeat of the page before is dropped (the run tells the
-        destination that its rows need no de-duplication), and only that page's ids are kept,
-        so memory does not grow with the window.
+        written, so each offset page re-reads a few rows of the previous one. Keyset pages do
+        not shift, but a cache or a retried request may serve one again, even after the page
+        that followed it. Either way a conversation is sent once per window, whatever the
+        paging: the window keeps the ids it has read (the strings its records came with;
+        they live as long as the window, not the run), and the run tells the destination
+        that its rows need no de-duplication. A window whose paging does not move on
+        (paging.PagingProgress) fails with PagingStalledError instead of asking again.
 
         With `decode_budget`, a page's body is read and decoded only once it fits in the
         budget; the consumer gives the bytes back when done with the page. Decoded pages are
@@ -158,13 +198,21 @@ class PolyAIClient:
         """
         params = self.window_params(window)
         seen: set[str] = set()
-        offset_paging = False
+        progress = PagingProgress()
         while True:
+            progress.asking(params.get("cursor"))
             page, cursor, next_offset = self._next_page(params, window, decode_budget, decoder)
-            offset_paging = offset_paging or (not cursor and next_offset is not None)
+            received = len(page.conversations)
             page.conversations = drop_repeats(page.conversations, seen)
-            if not offset_paging:
-                seen = {conversation["id"] for conversation in page.conversations}
+            if cursor or next_offset is not None:
+                offset = int(params.get("offset", 0))
+                stall = progress.stall(len(page.conversations), received, cursor, next_offset, offset)
+                if stall is not None and progress.stuck:
+                    if decode_budget is not None:
+                        decode_budget.release(page.body_bytes)
+                    raise self._stalled(window, stall, progress.stalled)
+                if stall is not None:
+                    logger.info("window %s: the API sent %s; asking again", describe(window), stall)
             yield page
             # A suspended generator keeps its locals: without this, every worker would hold
             # its last decoded page (~18 MB per 1000 conversations) while it fetches the next.
@@ -179,6 +227,14 @@ class PolyAIClient:
                 )
             else:
                 return
+
+    def _stalled(self, window: Window, stall: str, pages: int) -> PagingStalledError:
+        return PagingStalledError(
+            f"PolyAI API does not move on while paging GET {self.url} for the window "
+            f"{describe(window)}: {pages} pages in a row brought {stall}. This load stopped with "
+            "nothing of it loaded, and the cursor stays where the last load left it; running "
+            "again will not help while the API pages this way: report it to PolyAI support"
+        )
 
     def _next_page(
         self,
@@ -199,6 +255,10 @@ class PolyAIClient:
         for attempt in range(1, self.settings.max_attempts + 1):
             response = self._request(params, decode_budget)
             reservation = reservation_of(response)
+            if is_web_page(response):
+                if reservation is not None:
+                    reservation.release()
+                raise self._web_page(response)
             body = decode_page(response.content, decoder)
             if body is not None:
                 # The caller gives the reserved bytes back once done with the page.
@@ -218,7 +278,14 @@ class PolyAIClient:
             self.requests_made += 1
         session = self._session
         session.body_budget = decode_budget  # type: ignore[attr-defined]
-        response = session.get(self.url, params=params)
+        started = time.monotonic()
+        try:
+            response = session.get(self.url, params=params)
+        except requests.ConnectionError as error:
+            why = connection_failure(error)
+            if why is None:
+                raise
+            raise self._unreachable(why, time.monotonic() - started) from error
         self._observe_server_clock(response)
         if response.status_code == 200:
             return response
@@ -231,6 +298,27 @@ class PolyAIClient:
         with self._count_lock:
             if self.earliest_server_time is None or served_at < self.earliest_server_time:
                 self.earliest_server_time = served_at
+
+    def _unreachable(self, why: str, seconds: float) -> APIUnreachableError:
+        base_url = self.settings.base_url
+        attempts = min(CONNECT_ATTEMPTS, self.settings.max_attempts)
+        return APIUnreachableError(
+            base_url_setting(base_url),
+            f"leads to {base_url}, which cannot be reached: {why} ({attempts} attempts in "
+            f"{seconds:.1f} s). Check it, and that this machine can reach it (network, DNS, "
+            "proxy settings such as HTTPS_PROXY, firewall)",
+            BASE_URL_EXAMPLE,
+        )
+
+    def _web_page(self, response: Response) -> NotTheAPIError:
+        content_type = response.headers.get("Content-Type") or "none"
+        return NotTheAPIError(
+            base_url_setting(self.settings.base_url),
+            f"leads to {self.settings.base_url}, which answered GET {self.url} with a web page "
+            f"(status 200, Content-Type {content_type}), not the API's JSON: it looks like a "
+            "proxy's or a sign-in page. Check it, and any proxy between this machine and the API",
+            BASE_URL_EXAMPLE,
+        )
 
     def _error(self, response: Response) -> PolyAIAPIError:
         try:
@@ -283,6 +371,11 @@ def drop_repeats(conversations: list[Any], seen: set[str]) -> list[Any]:
             seen.add(conversation["id"])
             kept.append(conversation)
     return kept
+
+
+def describe(window: Window) -> str:
+    finished = ", in_progress=false" if window.finished_only else ""
+    return f"start_time={format_time(window.start)} end_time={format_time(window.end)}{finished}"
 
 
 def next_page_offset(current: int, next_offset: int, limit: int) -> int:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import requests
+import urllib3
 from dlt.sources.helpers.requests.retry import (
     DEFAULT_RETRY_EXCEPTIONS,
     DEFAULT_RETRY_STATUS,
@@ -40,8 +42,17 @@ from tenacity import (
 logger = logging.getLogger(__name__)
 
 
+# A refused connection or a host name that does not resolve gets this many attempts: a
+# restart or a resolver hiccup passes within their backoff (about 1 + 2 s by default), while
+# an API that is not there (a wrong base_url or region, no route out) fails in seconds instead
+# of after the whole retry policy. Timeouts, resets, 5xx and 429 keep that whole policy.
+CONNECT_ATTEMPTS = 3
+# Media types of web pages: what proxies, captive portals and sign-in pages answer with.
+WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+
 def body_is_broken(response: Response | None, exception: BaseException | None) -> bool:
-    """A 200 whose body is cut short is retried like a 5xx.
+    """A 200 whose body is cut short is retried like a 5xx; a web page is not (the client refuses it).
 
     A cheap check (a JSON object starts with `{` and ends with `}`) so that pages are decoded
     once, later and one at a time; the client fetches again a body that still fails to parse.
@@ -49,7 +60,59 @@ def body_is_broken(response: Response | None, exception: BaseException | None) -
     if response is None or response.status_code != 200:
         return False
     body = response.content.strip()
-    return not (body.startswith(b"{") and body.endswith(b"}"))
+    return not (body.startswith(b"{") and body.endswith(b"}")) and not is_web_page(response)
+
+
+def is_web_page(response: Response) -> bool:
+    """An HTML (or XML) document rather than JSON: it starts with `<` or says it is HTML.
+
+    A JSON body cut short still starts with `{`; whatever its Content-Type says, that is JSON.
+    """
+    body = response.content.lstrip()
+    if body.startswith(b"<"):
+        return True
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return media_type in WEB_PAGE_TYPES and not body.startswith(b"{")
+
+
+def connection_failure(error: BaseException | None) -> str | None:
+    """Why no connection could be made to the host at all (refused, no such name), else None.
+
+    requests raises ConnectionError for every transport failure; urllib3's reason behind it
+    tells a host that is not there (NewConnectionError, NameResolutionError) from one that is
+    slow (ConnectTimeoutError: requests' ConnectTimeout) or drops a connection it accepted
+    (ProtocolError). Through a proxy that cannot be reached, the reason is the proxy's.
+    """
+    if not isinstance(error, requests.ConnectionError) or isinstance(error, requests.Timeout):
+        return None
+    reason: Any = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError -> its cause
+    behind_proxy = isinstance(reason, urllib3.exceptions.ProxyError)
+    if behind_proxy:
+        reason = reason.original_error
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        host = "the proxy's host name" if behind_proxy else "its host name"
+        return f"{host} does not resolve (DNS)"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        cause = reason.__cause__ or reason.__context__
+        detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else "refused"
+        return f"no connection could be made{' to the proxy' if behind_proxy else ''} ({detail})"
+    return None
+
+
+def cannot_connect(attempts: int) -> Callable[[RetryCallState], bool]:
+    """A tenacity stop: after `attempts`, stop retrying a request that cannot connect at all."""
+
+    def stop(retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        return (
+            retry_state.attempt_number >= attempts
+            and outcome is not None
+            and outcome.failed
+            and connection_failure(outcome.exception()) is not None
+        )
+
+    return stop
 
 
 class BodyBudget(Protocol):
@@ -205,7 +268,10 @@ def make_retrying(
             retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
             retry_if_predicate(body_is_broken),
         ),
-        stop=stop_after_attempt(max_attempts) | stop_after_delay(max_request_seconds) | budget.exhausted,
+        stop=stop_after_attempt(max_attempts)
+        | stop_after_delay(max_request_seconds)
+        | budget.exhausted
+        | cannot_connect(CONNECT_ATTEMPTS),
         before_sleep=lambda state: (release_dropped_response(state), budget.spend(state)),
         reraise=True,
         # After the last attempt the last response is returned and reported by the client.
