@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .clock import require_utc
+from .odd_text import ODD_TEXT_MODES
 
 
 def _default_start() -> datetime:
@@ -43,6 +44,13 @@ class SimConfig:
     # seconds before `start_time` or after `end_time`, the end included, so that adjacent
     # windows overlap and tests prove a run still loads each conversation once.
     bound_slack_seconds: float = 0.0
+    # Hostile text (odd_text.py): "nul" or "lone_surrogate" in every `odd_text_every`-th
+    # conversation's text fields and JSON values; "" (the default) sends none.
+    odd_text: str = ""
+    odd_text_every: int = 5
+    # A server that quotes the client's key back: in 401/403/5xx error messages and in the
+    # correlation id header of every answer. Read on every request.
+    echo_api_key: bool = False
 
     def __post_init__(self) -> None:
         self.start = require_utc(self.start, "start")
@@ -56,5 +64,9 @@ class SimConfig:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.bound_slack_seconds < 0:
             raise ValueError("bound_slack_seconds must be >= 0")
+        if self.odd_text not in ODD_TEXT_MODES:
+            raise ValueError(f"odd_text must be one of {ODD_TEXT_MODES}")
+        if self.odd_text_every < 1:
+            raise ValueError("odd_text_every must be >= 1")
         if self.max_limit < 1:
             raise ValueError("max_limit must be >= 1")
