@@ -42,6 +42,7 @@ from .records import (
     turns_table,
     types_from_schema,
 )
+from .redaction import register_secrets
 from .settings import (
     CONVERSATION_COLUMN_TYPES,
     DEFAULT_API_VERSION,
@@ -54,6 +55,7 @@ from .settings import (
     DEFAULT_REGION,
     TURN_COLUMN_TYPES,
 )
+from .text_repair import TextRepair, destination_keeps_nul
 from .typed_pages import page_decoder
 from .windows import RunPlan, RunWindows, cursor_after, first_sightings, plan_run, record_status
 
@@ -144,6 +146,8 @@ def polyai_source(
     state's `last_run.caught_up` is false, and `pipelines.runner.run_load` loads again until
     it is true.
     """
+    # First: every message built from here on (errors, logs) masks them (redaction).
+    register_secrets(api_key, pii_salt)
     clock = clock or utc_now
     settings = build_settings(
         api_key=api_key,
@@ -221,6 +225,7 @@ def conversation_pages(
             windows, always=len(plan.repull_windows) + 1, limit=settings.max_conversations_per_load
         )
         run_windows, checked = RunWindows(windows), set[str]()
+        client.text_repair = text_repair_for_destination()
         decoder = typed_page_decoder(settings, privacy, *table_types)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
@@ -246,6 +251,8 @@ def conversation_pages(
                 "Their turns already loaded were kept; ask PolyAI to turn transcripts on.",
                 hidden_transcripts,
             )
+        replaced_text = client.text_repair.summary()
+        warn_replaced_text(replaced_text)
         main_windows_read = queue.handed_out - len(plan.repull_windows)
         next_cursor = cursor_after(plan, main_windows_read)
         if next_cursor is not None:
@@ -255,10 +262,27 @@ def conversation_pages(
             "repull_windows": len(plan.repull_windows),
             "expired": len(plan.expired),
             "hidden_transcripts": hidden_transcripts,
+            "replaced_text": replaced_text,
             "caught_up": main_windows_read >= len(plan.main_windows),
         }
 
     return read_pages
+
+
+def text_repair_for_destination() -> TextRepair:
+    """What the pipeline's destination keeps of the API's text (text_repair), known at extract time."""
+    destination = dlt.current.pipeline().destination
+    return TextRepair(keep_nul=destination_keeps_nul(destination.destination_name if destination else None))
+
+
+def warn_replaced_text(replaced: dict[str, int]) -> None:
+    if replaced:
+        logger.warning(
+            "replaced characters the destination cannot hold by U+FFFD (lone UTF-16 surrogates; "
+            "NUL on PostgreSQL) in %d values: %s",
+            sum(replaced.values()),
+            ", ".join(f"{column} {count}" for column, count in replaced.items()),
+        )
 
 
 def typed_page_decoder(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,8 +15,10 @@ from dlt.sources.helpers.requests.session import Session
 from requests import Response
 
 from .config import ConnectorSettings
+from .redaction import redact, redact_optional
 from .retries import RequestPacer, RetryBudget, make_retrying, make_session, reservation_of
 from .settings import API_KEY_HEADER, CORRELATION_HEADER
+from .text_repair import TextRepair
 from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
 
@@ -35,7 +37,11 @@ ERROR_HINTS = {
 
 
 class PolyAIAPIError(Exception):
-    """The API refused a request; the message names what to check, never the key."""
+    """The API refused a request; the message names what to check, never a secret.
+
+    The server's own words (message, correlation id) are redacted (redaction): a server may
+    quote the key back, and this message reaches the terminal, logs and dlt's trace.
+    """
 
     def __init__(
         self,
@@ -44,22 +50,26 @@ class PolyAIAPIError(Exception):
         error_code: str | None,
         error_message: str | None,
         correlation_id: str | None,
+        secrets: Sequence[str | None] = (),
     ) -> None:
         self.status = status
-        self.url = url
-        self.error_code = error_code
-        self.error_message = error_message
-        self.correlation_id = correlation_id
+        self.url = redact(url, secrets)
+        self.error_code = redact_optional(error_code, secrets)
+        self.error_message = redact_optional(error_message, secrets)
+        self.correlation_id = redact_optional(correlation_id, secrets)
         hint = ERROR_HINTS.get(status, "the API failed after retries; try again later")
         super().__init__(
-            f"PolyAI API answered {status} {error_code or ''} to GET {url}: "
-            f"{error_message or 'no error message'} "
-            f"(correlation id {correlation_id or 'none'}); {hint}"
+            f"PolyAI API answered {status} {self.error_code or ''} to GET {self.url}: "
+            f"{self.error_message or 'no error message'} "
+            f"(correlation id {self.correlation_id or 'none'}); {hint}"
         )
 
 
 class InvalidResponseError(Exception):
-    """A 200 whose body is not the JSON the API documents, after retries."""
+    """A 200 whose body is not the JSON the API documents, after retries (message redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass
@@ -87,6 +97,8 @@ class PolyAIClient:
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self.requests_made = 0
+        # What the run's destination keeps; set by the source once it knows the destination.
+        self.text_repair = TextRepair()
 
     @property
     def _session(self) -> Session:
@@ -196,7 +208,7 @@ class PolyAIClient:
         for attempt in range(1, self.settings.max_attempts + 1):
             response = self._request(params, decode_budget)
             reservation = reservation_of(response)
-            body = decode_page(response.content, decoder)
+            body = decode_page(response.content, decoder, self.text_repair)
             if body is not None:
                 # The caller gives the reserved bytes back once done with the page.
                 return body, reservation.size if reservation else len(response.content)
@@ -230,14 +242,42 @@ class PolyAIClient:
         return PolyAIAPIError(
             status=response.status_code,
             url=self.url,
-            error_code=envelope.get("error_code"),
-            error_message=envelope.get("error_message") or envelope.get("error"),
-            correlation_id=response.headers.get(CORRELATION_HEADER) or envelope.get("error_id"),
+            error_code=_text(envelope.get("error_code")),
+            error_message=_text(envelope.get("error_message") or envelope.get("error")),
+            correlation_id=response.headers.get(CORRELATION_HEADER) or _text(envelope.get("error_id")),
+            secrets=(self.settings.api_key,),
         )
 
 
-def decode_page(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
-    """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object."""
+def _text(value: Any) -> str | None:
+    """An envelope field as text: a server may send any JSON there."""
+    return None if value is None else str(value)
+
+
+def decode_page(
+    content: bytes, decoder: msgspec.json.Decoder | None, repair: TextRepair | None = None
+) -> DecodedPage | None:
+    """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object.
+
+    A lone surrogate escape (and NUL, where `repair` says the destination cannot hold it) is
+    replaced by U+FFFD and counted in `repair` (text_repair) instead of failing the page:
+    one odd character must not block every later run. A body still broken after that (cut
+    short) is None, and fetched again.
+    """
+    repair = repair or TextRepair()
+    page = _decode(content, decoder)
+    if not repair.needs_repair(content, page is not None):
+        return page
+    fixed = repair.repair(content)
+    if fixed is None:
+        return page
+    repaired = _decode(fixed, decoder)
+    if repaired is not None:
+        repair.record(content)
+    return repaired
+
+
+def _decode(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
     if decoder is not None:
         typed = decode_typed_page(decoder, content)
         if typed is not None:
