@@ -130,6 +130,8 @@ def test_errors_mask_registered_secrets_and_their_url_forms() -> None:
     )
     assert "only-this-key" not in str(refusal) and refusal.error_message == f"bad '{MASK}'"
     assert redact("short k stays") == "short k stays"
+    copy = pickle.loads(pickle.dumps(refusal))  # as an orchestrator hands errors between processes
+    assert str(copy) == str(refusal) and copy.status == 401
 
 
 def test_log_records_are_masked_whichever_logger_made_them(caplog: pytest.LogCaptureFixture) -> None:

@@ -135,6 +135,8 @@ def test_nul_is_kept_or_replaced_as_the_destination_needs() -> None:
     assert page.conversations[0]["turns"][0]["user_input"] == "a\ufffdb"
     assert bytes(page.conversations[0]["state"]) == rb'{"n\ufffd": "\ufffd"}'
     assert replaced.summary() == {"conversations.state": 1, "turns.user_input": 1}
+    assert decode_page(body, None, replaced) is not None  # the same conversation read again
+    assert replaced.summary() == {"conversations.state": 1, "turns.user_input": 1}
 
 
 @pytest.mark.parametrize("typed", [True, False], ids=["typed", "general"])
@@ -182,6 +184,7 @@ def test_duckdb_keeps_nul_and_replaces_lone_surrogates_and_the_next_run_goes_on(
         harness.clock.advance(timedelta(minutes=5))
         again = harness.run(lookback_minutes=24 * 60)  # the same pages read again: not stuck
         assert again.conversations == len(truth)
+        assert again.replaced_text == summary.replaced_text
         check_loaded(harness, truth, keep_nul=True)
 
 
@@ -219,4 +222,5 @@ def test_warehouses_hold_the_text_they_can_and_the_rest_is_replaced_and_counted(
         harness.clock.advance(timedelta(minutes=5))
         again = harness.run(lookback_minutes=24 * 60)  # the same rows merged again: not stuck
         assert again.conversations == len(truth)
+        assert again.replaced_text == summary.replaced_text
         check_loaded(harness, truth, keep_nul)

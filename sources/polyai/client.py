@@ -64,6 +64,11 @@ class PolyAIAPIError(Exception):
             f"(correlation id {self.correlation_id or 'none'}); {hint}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its (already masked) fields: the default would call __init__ with the message.
+        fields = (self.status, self.url, self.error_code, self.error_message, self.correlation_id)
+        return type(self), fields
+
 
 class InvalidResponseError(Exception):
     """A 200 whose body is not the JSON the API documents, after retries (message redacted)."""

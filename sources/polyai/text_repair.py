@@ -26,6 +26,8 @@ import threading
 from collections import Counter
 from typing import Any
 
+import orjson
+
 # Destinations measured to lose or refuse NUL (tests/test_text_exactness.py).
 DESTINATIONS_WITHOUT_NUL = frozenset({"postgres"})
 REPLACEMENT = b"\\ufffd"
@@ -70,40 +72,54 @@ def odd_text(value: Any, keep_nul: bool) -> bool:
     return False
 
 
-def columns_changed(content: bytes, keep_nul: bool) -> Counter[str]:
-    """Per `table.column`, the values of this body that hold a replaced character.
+def columns_changed(content: bytes, keep_nul: bool) -> dict[str, Counter[str]]:
+    """Per conversation id, per `table.column`, its values in this body that hold a replaced character.
 
     Read with the standard library's parser, which keeps lone surrogates; only bodies that
     needed a replacement are read this way.
     """
-    changed: Counter[str] = Counter()
+    changed: dict[str, Counter[str]] = {}
     try:
         body = json.loads(content)
     except ValueError:
         return changed
     conversations = body.get("conversations") if isinstance(body, dict) else None
     for conversation in conversations if isinstance(conversations, list) else []:
-        if not isinstance(conversation, dict):
+        if not isinstance(conversation, dict) or not _may_be_odd(conversation, keep_nul):
             continue
+        columns: Counter[str] = Counter()
         for name, value in conversation.items():
             if name == "turns" and isinstance(value, list):
                 for turn in value:
                     if isinstance(turn, dict):
-                        changed.update(f"turns.{k}" for k, v in turn.items() if odd_text(v, keep_nul))
+                        columns.update(f"turns.{k}" for k, v in turn.items() if odd_text(v, keep_nul))
             elif odd_text(value, keep_nul):
-                changed[f"conversations.{name}"] += 1
+                columns[f"conversations.{name}"] += 1
+        if columns:
+            changed[str(conversation.get("id"))] = columns
     return changed
+
+
+def _may_be_odd(conversation: dict[str, Any], keep_nul: bool) -> bool:
+    """A quick look, so that only conversations with a replaced character are walked value by value."""
+    try:
+        text = orjson.dumps(conversation)
+    except TypeError:  # a lone surrogate (orjson refuses it), or an integer beyond 64 bits
+        return True
+    return not keep_nul and NUL_ESCAPE in text
 
 
 class TextRepair:
     """The replacements of one run: what the destination keeps, and what was replaced where.
 
-    Shared by the threads that decode pages.
+    Counted per conversation, its latest reading: a conversation read twice in a run (offset
+    pages overlap, a re-pull) is one row, whose values are counted once. Shared by the threads
+    that decode pages.
     """
 
     def __init__(self, keep_nul: bool = True) -> None:
         self.keep_nul = keep_nul
-        self.replaced: Counter[str] = Counter()
+        self._replaced: dict[str, Counter[str]] = {}
         self._lock = threading.Lock()
 
     def needs_repair(self, content: bytes, decoded: bool) -> bool:
@@ -119,8 +135,10 @@ class TextRepair:
         """Counts the values of a repaired body that was decoded and will be loaded."""
         changed = columns_changed(original, self.keep_nul)
         with self._lock:
-            self.replaced.update(changed)
+            self._replaced.update(changed)
 
     def summary(self) -> dict[str, int]:
+        """`table.column` -> values replaced, for the run summary and its warning."""
         with self._lock:
-            return dict(sorted(self.replaced.items()))
+            total = sum(self._replaced.values(), Counter())
+        return dict(sorted(total.items()))
