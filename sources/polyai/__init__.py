@@ -146,7 +146,7 @@ def polyai_source(
     state's `last_run.caught_up` is false, and `pipelines.runner.run_load` loads again until
     it is true.
     """
-    # First: every message built from here on (errors, logs) masks them (redaction).
+    # First, so that every message built from here on (errors, logs) masks the key and the salt.
     register_secrets(api_key, pii_salt)
     clock = clock or utc_now
     settings = build_settings(
