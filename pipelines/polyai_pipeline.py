@@ -8,11 +8,14 @@ python pipelines/polyai_pipeline.py --run-dbt       # then build and test the db
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +31,9 @@ from pipelines.runner import (
     run_load,
 )
 from sources.polyai import polyai_source
+from sources.polyai.redaction import install_log_redaction, redact, register_secrets
 
+SECRET_SETTINGS = ("api_key", "pii_salt")
 EXIT_FAILED = 1
 EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
@@ -71,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()
+    register_configured_secrets()
     try:
         if args.demo:
             return run_demo(args)
@@ -89,21 +96,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_failure(error)
 
 
+def register_configured_secrets() -> None:
+    """The secrets in dlt's config, masked in all output even if the source never starts."""
+    for name in SECRET_SETTINGS:
+        with contextlib.suppress(Exception):  # unset or unreadable: nothing to mask
+            register_secrets(dlt.secrets.get(f"sources.polyai.{name}"))
+
+
 def report_failure(error: BaseException) -> int:
+    """Prints the failure, every configured secret masked (redaction), whatever its source."""
     if isinstance(error, DbtFailed):
-        print(f"error: {error}", file=sys.stderr)
+        print(redact(f"error: {error}"), file=sys.stderr)
         return EXIT_DBT_FAILED
     known = expected_error(error)
     if known is not None:
-        print(f"error: {known}", file=sys.stderr)
+        print(redact(f"error: {known}"), file=sys.stderr)
         return EXIT_EXPECTED_ERROR
     if isinstance(error, PipelineStepFailed):
-        print(f"error: the {error.step} step failed: {error.exception}", file=sys.stderr)
+        print(redact(f"error: the {error.step} step failed: {error.exception}"), file=sys.stderr)
         if "Out of Memory" in str(error.exception):
             print(DUCKDB_MEMORY_HINT, file=sys.stderr)
         print("Nothing was lost: run again and dlt finishes the pending load first.", file=sys.stderr)
         return EXIT_FAILED
-    raise error
+    # Unexpected: the whole traceback, as Python would print it, but masked.
+    print(redact("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

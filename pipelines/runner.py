@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -84,6 +85,8 @@ class RunSummary:
     caught_up: bool = True
     # Seconds spent in each of dlt's steps (TIMED_STEPS), added up over the loads.
     step_seconds: dict[str, float] = field(default_factory=dict)
+    # `table.column` -> values whose characters the destination cannot hold were replaced.
+    replaced_text: dict[str, int] = field(default_factory=dict)
 
     def render(self) -> str:
         in_loads = f" in {self.loads} loads" if self.loads > 1 else ""
@@ -104,6 +107,12 @@ class RunSummary:
             lines.append(
                 f"{self.hidden_transcripts} conversations had no transcript (the project's "
                 "'Conversation transcript' setting is off)"
+            )
+        if self.replaced_text:
+            columns = ", ".join(f"{column} {count}" for column, count in self.replaced_text.items())
+            lines.append(
+                f"replaced by U+FFFD in {sum(self.replaced_text.values())} values (lone surrogates; "
+                f"NUL where the destination cannot hold it): {columns}"
             )
         return "\n".join(lines)
 
@@ -199,6 +208,9 @@ def combine(summaries: list[RunSummary]) -> RunSummary:
             for step in TIMED_STEPS
             if any(step in summary.step_seconds for summary in summaries)
         },
+        replaced_text=dict(
+            sorted(sum((Counter(summary.replaced_text) for summary in summaries), Counter()).items())
+        ),
     )
 
 
@@ -232,6 +244,7 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
         load_info=load_info,
         caught_up=last_run.get("caught_up", True),
         step_seconds=step_seconds(trace),
+        replaced_text=last_run.get("replaced_text", {}),
     )
 
 

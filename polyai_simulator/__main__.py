@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from .clock import SimClock
 from .config import SimConfig
+from .odd_text import ODD_TEXT_MODES
 from .server import SimulatorServer
 from .simulator import Simulator
 
@@ -35,6 +36,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project-id", default="proj-demo")
     parser.add_argument("--no-transcripts", action="store_true", help="serve turns: [] (toggle off)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every response")
+    parser.add_argument(
+        "--odd-text",
+        choices=[mode for mode in ODD_TEXT_MODES if mode],
+        default="",
+        help="put NUL or lone UTF-16 surrogates into every fifth conversation's text and JSON",
+    )
+    parser.add_argument(
+        "--echo-api-key", action="store_true", help="quote the client's key in errors and correlation ids"
+    )
     args = parser.parse_args(argv)
     if args.days <= 0 or args.conversations < 0 or args.ahead_minutes < 0:
         parser.error("--days must be > 0, --conversations and --ahead-minutes >= 0")
@@ -53,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         project_id=args.project_id,
         api_key=args.api_key,
         transcripts_enabled=not args.no_transcripts,
+        odd_text=args.odd_text,
+        echo_api_key=args.echo_api_key,
     )
     simulator = Simulator(config, SimClock())
     simulator.faults.latency_seconds = args.latency

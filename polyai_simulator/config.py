@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .clock import require_utc
+from .odd_text import ODD_TEXT_MODES
 from .paging_faults import PAGING_FAULTS
 
 
@@ -57,6 +58,13 @@ class SimConfig:
     # A hostile way of paging, one of paging_faults.PAGING_FAULTS; None pages as the API
     # documents. Read on every request: a test may fix the server between runs.
     paging_fault: str | None = None
+    # Hostile text (odd_text.py): "nul" or "lone_surrogate" in every `odd_text_every`-th
+    # conversation's text fields and JSON values; "" (the default) sends none.
+    odd_text: str = ""
+    odd_text_every: int = 5
+    # A server that quotes the client's key back: in 401/403/5xx error messages and in the
+    # correlation id header of every answer. Read on every request.
+    echo_api_key: bool = False
 
     def __post_init__(self) -> None:
         self.start = require_utc(self.start, "start")
@@ -77,5 +85,9 @@ class SimConfig:
             raise ValueError("bound_slack_seconds must be >= 0")
         if self.paging_fault is not None and self.paging_fault not in PAGING_FAULTS:
             raise ValueError(f"paging_fault must be one of {PAGING_FAULTS}")
+        if self.odd_text not in ODD_TEXT_MODES:
+            raise ValueError(f"odd_text must be one of {ODD_TEXT_MODES}")
+        if self.odd_text_every < 1:
+            raise ValueError("odd_text_every must be >= 1")
         if self.max_limit < 1:
             raise ValueError("max_limit must be >= 1")

@@ -75,7 +75,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         simulator = self.server.simulator
-        correlation_id = str(uuid.uuid4())
+        echoed = self.headers.get("x-api-key") if simulator.config.echo_api_key else None
+        correlation_id = str(uuid.uuid4()) if echoed is None else f"{uuid.uuid4()}-{echoed}"
         url = urlsplit(self.path)
         params = parse_qs(url.query, keep_blank_values=True)
         entry: dict[str, Any] = {
@@ -103,6 +104,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         elif fault in _FAULT_ERRORS:
             status, code, message = _FAULT_ERRORS[fault]
+            if echoed is not None:
+                message = f"{message} (request with key {echoed})"
             entry["status"] = status
             simulator.record(entry)
             extra = {"Retry-After": faults.retry_after} if status == 429 else {}
@@ -172,7 +175,8 @@ class Handler(BaseHTTPRequestHandler):
         if not key:
             raise ApiError(401, "UNAUTHORIZED", "Missing API key: send it in the x-api-key header.")
         if key != config.api_key:
-            raise ApiError(403, "FORBIDDEN", "The API key is not valid for this project and region.")
+            quoted = f" '{key}'" if config.echo_api_key else ""
+            raise ApiError(403, "FORBIDDEN", f"The API key{quoted} is not valid for this project and region.")
         if (account_id, project_id) != (config.account_id, config.project_id):
             raise ApiError(404, "PROJECT_NOT_FOUND", "Project ID does not exist.")
         request = parse_request(version, params, config.max_limit, config.v2_cursor)

@@ -16,6 +16,7 @@ from .clock import SimClock
 from .config import SimConfig
 from .faults import Faults
 from .generator import Entry, GenParams, build_index, iso, plan, to_us
+from .odd_text import add_odd_text, deserialize, serialize
 from .paging_faults import PageRepeats, fresh_cursor
 from .query import PageRequest, Query, encode_cursor, uses_cursor
 from .views import ViewOptions, render
@@ -107,26 +108,29 @@ class Simulator:
         )
 
     def view(self, conversation: Entry, now: datetime, options: ViewOptions) -> dict[str, Any]:
-        return render(
+        record = render(
             plan(self._params, conversation.index),
             to_us(now),
             options,
             self.config.account_id,
             self.config.project_id,
         )
+        if self.config.odd_text and conversation.index % self.config.odd_text_every == 0:
+            record = add_odd_text(record, self.config.odd_text)
+        return record
 
     def view_bytes(self, conversation: Entry, now: datetime, options: ViewOptions) -> bytes:
         """The serialized view; a finished conversation never changes, so its bytes are cached."""
         if conversation.echo_of is not None:
             view = self.view(conversation, now, options)
             view["started_at"] = iso(conversation.started_us)
-            return orjson.dumps(view)
+            return serialize(view)
         if to_us(now) < conversation.ends_us:
-            return orjson.dumps(self.view(conversation, now, options))
+            return serialize(self.view(conversation, now, options))
         key = (conversation.id, options)
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache[key] = orjson.dumps(self.view(conversation, now, options))
+            cached = self._cache[key] = serialize(self.view(conversation, now, options))
         return cached
 
     def warm_cache(self, version: str = "v3", **flags: bool) -> None:
@@ -146,7 +150,7 @@ class Simulator:
         """One conversation as rendered now (or `at`), whether or not it is visible yet."""
         moment = self.now() if at is None else at
         options = self.options(version, include_latency=include_latency)
-        return orjson.loads(self.view_bytes(self.entry(conversation_id), moment, options))
+        return deserialize(self.view_bytes(self.entry(conversation_id), moment, options))  # type: ignore[no-any-return]
 
     def truth(
         self, version: str = "v3", include_latency: bool = False, client_env: str = "live"
@@ -158,7 +162,7 @@ class Simulator:
         now = self.now()
         options = self.options(version, include_latency=include_latency)
         selection = self.select(Query(client_env=client_env), now)
-        return [orjson.loads(self.view_bytes(entry, now, options)) for entry in selection]
+        return [deserialize(self.view_bytes(entry, now, options)) for entry in selection]
 
     # --- result sets and pages -------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .records import (
     turns_table,
     types_from_schema,
 )
+from .redaction import register_secrets
 from .repulls import WIDEST, newly_lost, next_misses
 from .settings import (
     CONVERSATION_COLUMN_TYPES,
@@ -55,6 +56,7 @@ from .settings import (
     DEFAULT_REGION,
     TURN_COLUMN_TYPES,
 )
+from .text_repair import TextRepair, destination_keeps_nul
 from .typed_pages import page_decoder
 from .windows import (
     RunPlan,
@@ -166,6 +168,8 @@ def polyai_source(
     state's `last_run.caught_up` is false, and `pipelines.runner.run_load` loads again until
     it is true.
     """
+    # First, so that every message built from here on (errors, logs) masks the key and the salt.
+    register_secrets(api_key, pii_salt)
     clock = clock or utc_now
     settings = build_settings(
         api_key=api_key,
@@ -248,6 +252,7 @@ def conversation_pages(
         )
         kept_this_run: set[str] = set()
         outside = timedelta(0)
+        client.text_repair = text_repair_for_destination()
         decoder = typed_page_decoder(settings, privacy, *table_types)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
@@ -277,6 +282,8 @@ def conversation_pages(
         warn_of_clock_skew(clock_skew(now, client.earliest_server_time), settings)
         warn_of_filter_disagreement(outside, settings)
         track_repull_misses(state, plan, kept_this_run)
+        replaced_text = client.text_repair.summary()
+        warn_replaced_text(replaced_text)
         main_windows_read = queue.handed_out - len(plan.repull_windows)
         next_cursor = cursor_within_api_clock(
             cursor_after(plan, main_windows_read), client.earliest_server_time
@@ -288,10 +295,27 @@ def conversation_pages(
             "repull_windows": len(plan.repull_windows),
             "expired": len(plan.expired),
             "hidden_transcripts": hidden_transcripts,
+            "replaced_text": replaced_text,
             "caught_up": main_windows_read >= len(plan.main_windows),
         }
 
     return read_pages
+
+
+def text_repair_for_destination() -> TextRepair:
+    """What the pipeline's destination keeps of the API's text (text_repair), known at extract time."""
+    destination = dlt.current.pipeline().destination
+    return TextRepair(keep_nul=destination_keeps_nul(destination.destination_name if destination else None))
+
+
+def warn_replaced_text(replaced: dict[str, int]) -> None:
+    if replaced:
+        logger.warning(
+            "replaced characters the destination cannot hold by U+FFFD (lone UTF-16 surrogates; "
+            "NUL on PostgreSQL) in %d values: %s",
+            sum(replaced.values()),
+            ", ".join(f"{column} {count}" for column, count in replaced.items()),
+        )
 
 
 def typed_page_decoder(

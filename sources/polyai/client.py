@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,6 +19,7 @@ from requests import Response
 
 from .config import ConfigurationError, ConnectorSettings
 from .paging import PagingProgress
+from .redaction import redact, redact_optional
 from .retries import (
     CONNECT_ATTEMPTS,
     RequestPacer,
@@ -30,6 +31,7 @@ from .retries import (
     reservation_of,
 )
 from .settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
+from .text_repair import TextRepair
 from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
 
@@ -48,7 +50,11 @@ ERROR_HINTS = {
 
 
 class PolyAIAPIError(Exception):
-    """The API refused a request; the message names what to check, never the key."""
+    """The API refused a request; the message names what to check, never a secret.
+
+    The server's own words (message, correlation id) are redacted (redaction): a server may
+    quote the key back, and this message reaches the terminal, logs and dlt's trace.
+    """
 
     def __init__(
         self,
@@ -57,22 +63,31 @@ class PolyAIAPIError(Exception):
         error_code: str | None,
         error_message: str | None,
         correlation_id: str | None,
+        secrets: Sequence[str | None] = (),
     ) -> None:
         self.status = status
-        self.url = url
-        self.error_code = error_code
-        self.error_message = error_message
-        self.correlation_id = correlation_id
+        self.url = redact(url, secrets)
+        self.error_code = redact_optional(error_code, secrets)
+        self.error_message = redact_optional(error_message, secrets)
+        self.correlation_id = redact_optional(correlation_id, secrets)
         hint = ERROR_HINTS.get(status, "the API failed after retries; try again later")
         super().__init__(
-            f"PolyAI API answered {status} {error_code or ''} to GET {url}: "
-            f"{error_message or 'no error message'} "
-            f"(correlation id {correlation_id or 'none'}); {hint}"
+            f"PolyAI API answered {status} {self.error_code or ''} to GET {self.url}: "
+            f"{self.error_message or 'no error message'} "
+            f"(correlation id {self.correlation_id or 'none'}); {hint}"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its (already masked) fields: the default would call __init__ with the message.
+        fields = (self.status, self.url, self.error_code, self.error_message, self.correlation_id)
+        return type(self), fields
 
 
 class InvalidResponseError(Exception):
-    """A 200 whose body is not the JSON the API documents, after retries."""
+    """A 200 whose body is not the JSON the API documents, after retries (message redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class PagingStalledError(InvalidResponseError):
@@ -128,6 +143,8 @@ class PolyAIClient:
         self.requests_made = 0
         # The API's own clock (its `Date` header) at the first answer of the run.
         self.earliest_server_time: datetime | None = None
+        # What the run's destination keeps; set by the source once it knows the destination.
+        self.text_repair = TextRepair()
 
     @property
     def _session(self) -> Session:
@@ -259,7 +276,7 @@ class PolyAIClient:
                 if reservation is not None:
                     reservation.release()
                 raise self._web_page(response)
-            body = decode_page(response.content, decoder)
+            body = decode_page(response.content, decoder, self.text_repair)
             if body is not None:
                 # The caller gives the reserved bytes back once done with the page.
                 return body, reservation.size if reservation else len(response.content)
@@ -330,9 +347,10 @@ class PolyAIClient:
         return PolyAIAPIError(
             status=response.status_code,
             url=self.url,
-            error_code=envelope.get("error_code"),
-            error_message=envelope.get("error_message") or envelope.get("error"),
-            correlation_id=response.headers.get(CORRELATION_HEADER) or envelope.get("error_id"),
+            error_code=_text(envelope.get("error_code")),
+            error_message=_text(envelope.get("error_message") or envelope.get("error")),
+            correlation_id=response.headers.get(CORRELATION_HEADER) or _text(envelope.get("error_id")),
+            secrets=(self.settings.api_key,),
         )
 
 
@@ -348,8 +366,35 @@ def server_time(response: Response) -> datetime | None:
     return served_at.replace(tzinfo=UTC) if served_at.tzinfo is None else served_at.astimezone(UTC)
 
 
-def decode_page(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
-    """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object."""
+def _text(value: Any) -> str | None:
+    """An envelope field as text: a server may send any JSON there."""
+    return None if value is None else str(value)
+
+
+def decode_page(
+    content: bytes, decoder: msgspec.json.Decoder | None, repair: TextRepair | None = None
+) -> DecodedPage | None:
+    """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object.
+
+    A lone surrogate escape (and NUL, where `repair` says the destination cannot hold it) is
+    replaced by U+FFFD and counted in `repair` (text_repair) instead of failing the page:
+    one odd character must not block every later run. A body still broken after that (cut
+    short) is None, and fetched again.
+    """
+    repair = repair or TextRepair()
+    page = _decode(content, decoder)
+    if not repair.needs_repair(content, page is not None):
+        return page
+    fixed = repair.repair(content)
+    if fixed is None:
+        return page
+    repaired = _decode(fixed, decoder)
+    if repaired is not None:
+        repair.record(content)
+    return repaired
+
+
+def _decode(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
     if decoder is not None:
         typed = decode_typed_page(decoder, content)
         if typed is not None:
