@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
-from pipelines.lean_imports import keep_unused_libraries_unloaded
+from pipelines.lean_imports import keep_unused_libraries_unloaded, loading_without_pandas
 from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
@@ -104,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset_name,
             args.pipelines_dir,
         )
-        summary = run_load(pipeline, polyai_source)
+        with loading_without_pandas():
+            summary = run_load(pipeline, polyai_source)
         print(summary.render())
         if args.run_dbt:
             print(run_dbt(pipeline).render())
