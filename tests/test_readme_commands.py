@@ -102,30 +102,37 @@ class Checkout:
         )
 
 
-@pytest.fixture
-def checkout(tmp_path: Path) -> Checkout:
+def copy_repository(folder: Path) -> None:
     """The repository's files as they are now (tracked and new; nothing git ignores: no secrets,
-    no DuckDB file, no pipeline folder), copied like a fresh clone would have them."""
+    no DuckDB file, no pipeline folder, no .venv), as a fresh clone would have them."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
         capture_output=True,
         check=True,
     ).stdout.decode()
-    folder = tmp_path / "repo"
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read_bytes())
-    (folder / ".venv").symlink_to(sys.prefix)
-    env = {
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path / "home"),
         "DLT_DATA_DIR": str(tmp_path / "dlt_data"),
     }
-    return Checkout(folder, env)
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Checkout:
+    folder = tmp_path / "repo"
+    copy_repository(folder)
+    (folder / ".venv").symlink_to(sys.prefix)
+    return Checkout(folder, isolated_env(tmp_path))
 
 
 @pytest.fixture
@@ -212,3 +219,19 @@ def test_the_default_duckdb_gets_the_memory_limit_and_the_variable_replaces_it(c
     replaced = checkout.bash(probe)
     assert replaced.returncode == 0, replaced.stderr
     assert replaced.stdout.splitlines()[0].startswith("[('244.1 MiB', ")
+
+
+@pytest.mark.slow
+def test_the_install_command_installs_what_the_demo_and_its_shell_need(tmp_path: Path) -> None:
+    """The README's install, without the test extra (~40 s here), then its demo command."""
+    checkout = Checkout(tmp_path / "repo", isolated_env(tmp_path))
+    copy_repository(checkout.folder)
+    venv, install = INSTALL
+    installed = checkout.bash(f"{venv} && {install.replace('.[test]', '.')} -q", timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    demo = checkout.bash(f"{demo_command()} --demo-conversations 200")
+    assert demo.returncode == 0, demo.stderr
+    (shell,) = re.findall(r"^Open it yourself: (.+)$", demo.stdout, re.MULTILINE)
+    assert shell.startswith(".venv/bin/duckdb ")
+    opened = checkout.bash(f"{shell} -c 'SELECT count(*) > 0 FROM polyai.conversations'")
+    assert opened.returncode == 0 and "true" in opened.stdout, opened.stdout + opened.stderr
