@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -100,4 +101,15 @@ def show_examples(database: str, dataset: str) -> None:
             sql = template.format(dataset=dataset)
             print(f"\n-- {title}\n{sql};")
             print(connection.sql(sql).limit(8))
-    print(f"Open it yourself: duckdb {database}")
+    print(f"Open it yourself: {duckdb_shell()} -readonly {database}")
+
+
+def duckdb_shell() -> str:
+    """The DuckDB shell that `duckdb-cli` (a dependency) put beside this interpreter, as typed here."""
+    shell = Path(sys.executable).parent / "duckdb"
+    if not shell.exists():
+        return "duckdb"
+    try:
+        return str(shell.relative_to(Path.cwd()))
+    except ValueError:
+        return str(shell)

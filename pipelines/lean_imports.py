@@ -69,3 +69,19 @@ def keep_unused_libraries_unloaded() -> list[str]:
         with _refused("sqlalchemy"), contextlib.suppress(ImportError):
             importlib.import_module(DLT_URL_PARSER)
     return [package for package in ("pandas", "sqlalchemy") if package not in sys.modules]
+
+
+@contextlib.contextmanager
+def loading_without_pandas() -> Iterator[None]:
+    """Refuses `import pandas` while a load runs, unless something already imported it.
+
+    DuckDB 1.x's Python client tries `import pandas` on every query with parameters (to see if
+    a value is a DataFrame) and takes an ImportError as "no DataFrame". A probe cannot settle it
+    once, as for pyarrow: DuckDB asks again each time. Nothing in a load uses pandas; dbt, after
+    the load, may import it.
+    """
+    if "pandas" in sys.modules:
+        yield
+        return
+    with _refused("pandas"):
+        yield

@@ -10,22 +10,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.exceptions import SignalReceivedException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
-from pipelines.lean_imports import keep_unused_libraries_unloaded
+from pipelines.lean_imports import keep_unused_libraries_unloaded, loading_without_pandas
 from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
+    DUCKDB_GLOBAL_CONFIG_ENV,
     expected_error,
     make_pipeline,
     run_load,
@@ -37,12 +42,28 @@ SECRET_SETTINGS = ("api_key", "pii_salt")
 EXIT_FAILED = 1
 EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
+# What a shell reports for a process ended by SIGTERM (128 + 15), kept with the message below.
+EXIT_TERMINATED = 128 + signal.SIGTERM
 # DuckDB's own message names `SET memory_limit`, which a user of this command cannot run.
 DUCKDB_MEMORY_HINT = (
-    "DuckDB ran out of its memory_limit (.dlt/config.toml sets 64MB, enough to merge a load of "
+    "DuckDB ran out of its memory_limit (this command sets 64MB, enough to merge a load of "
     "400k conversations again over full tables). Lower max_conversations_per_load, or raise "
-    'the limit for this run: DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG=\'{"memory_limit": "1GB"}\''
+    f'the limit for this run: {DUCKDB_GLOBAL_CONFIG_ENV}=\'{{"memory_limit": "1GB"}}\''
 )
+TERMINATED_MESSAGE = (
+    "error: stopped by SIGTERM before the run finished. Loads already committed stay; the next "
+    "run finishes a load left pending and goes on from the last committed cursor: run it again."
+)
+# The connector's documented names of its settings (README, "Configuration").
+SOURCE_SETTING_ENV = "SOURCES__POLYAI__{}"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: a BaseException, so that no `except Exception` on the way swallows it."""
+
+
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -72,6 +93,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # Without a handler a SIGTERM (a scheduler's timeout, `docker stop`) ends the process
+    # silently; dlt intercepts it only inside its normalize and load steps.
+    signal.signal(signal.SIGTERM, raise_terminated)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -87,13 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset_name,
             args.pipelines_dir,
         )
-        summary = run_load(pipeline, polyai_source)
+        with loading_without_pandas():
+            summary = run_load(pipeline, polyai_source)
         print(summary.render())
         if args.run_dbt:
             print(run_dbt(pipeline).render())
         return 0
-    except Exception as error:
-        return report_failure(error)
+    except Terminated:
+        print(TERMINATED_MESSAGE, file=sys.stderr)
+        return EXIT_TERMINATED
+    except (Exception, SignalReceivedException) as error:
+        return report_failure(error, args.pipeline_name or DEFAULT_PIPELINE_NAME)
 
 
 def register_configured_secrets() -> None:
@@ -103,12 +131,18 @@ def register_configured_secrets() -> None:
             register_secrets(dlt.secrets.get(f"sources.polyai.{name}"))
 
 
-def report_failure(error: BaseException) -> int:
+def report_failure(error: BaseException, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> int:
     """Prints the failure, every configured secret masked (redaction), whatever its source."""
+    if terminated_in_dlt(error):
+        print(TERMINATED_MESSAGE, file=sys.stderr)
+        return EXIT_TERMINATED
     if isinstance(error, DbtFailed):
         print(redact(f"error: {error}"), file=sys.stderr)
         return EXIT_DBT_FAILED
     known = expected_error(error)
+    if isinstance(known, ConfigFieldMissingException):
+        print(redact(f"error: {missing_settings_message(known, pipeline_name)}"), file=sys.stderr)
+        return EXIT_EXPECTED_ERROR
     if known is not None:
         print(redact(f"error: {known}"), file=sys.stderr)
         return EXIT_EXPECTED_ERROR
@@ -121,6 +155,39 @@ def report_failure(error: BaseException) -> int:
     # Unexpected: the whole traceback, as Python would print it, but masked.
     print(redact("".join(traceback.format_exception(error))), file=sys.stderr, end="")
     return EXIT_FAILED
+
+
+def terminated_in_dlt(error: BaseException) -> bool:
+    """Whether dlt stopped its normalize or load step for a SIGTERM (it holds the signal there)."""
+    cause = error.exception if isinstance(error, PipelineStepFailed) else error
+    return isinstance(cause, SignalReceivedException) and cause.signal_code == signal.SIGTERM
+
+
+def missing_settings_message(error: ConfigFieldMissingException, pipeline_name: str) -> str:
+    """One line naming each missing setting and the variable that sets it.
+
+    dlt's own message lists every key it probed and warns about the run folder, which buries
+    the one thing to do.
+    """
+    names = ", ".join(f"{field} ({setting_variable(error, field, pipeline_name)})" for field in error.fields)
+    where = "the environment, .dlt/secrets.toml or .dlt/config.toml"
+    if not (Path.cwd() / ".dlt").is_dir():
+        where += " (dlt reads .dlt/ from the working directory: run from the repository folder)"
+    return f"missing setting(s) {names}: set them in {where}"
+
+
+def setting_variable(error: ConfigFieldMissingException, field: str, pipeline_name: str) -> str:
+    """The environment variable for `field`: the connector's documented one, else dlt's first."""
+    tried = [
+        trace.key
+        for trace in error.traces.get(field, [])
+        if getattr(trace, "provider", None) == "Environment Variables"
+        and not (trace.sections and trace.sections[0] == pipeline_name)
+    ]
+    documented = SOURCE_SETTING_ENV.format(field.upper())
+    if documented in tried or not tried:
+        return documented
+    return tried[0]
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
+from dlt.common.storages import FileStorage
 from dlt.extract.source import DltSource
 from dlt.pipeline.trace import PipelineTrace
 
@@ -51,6 +52,16 @@ DATA_RESOURCES = ("conversations", "turns")
 TIMED_STEPS = ("extract", "normalize", "load")
 
 
+# DuckDB's own limits for this connector's connection. By default DuckDB may take 80% of RAM and
+# keeps every loaded block in memory until it runs out. 64MB with one thread makes it spill to
+# its file instead; 32MB ran out merging a load of 200k conversations again over full tables.
+# Set in code, not in .dlt/config.toml: dlt treats every key under
+# `destination.duckdb.credentials` as a secret and fails the run when config.toml holds one.
+DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1}
+# Where a user replaces those limits (DuckDB's defaults with '{}'), read by dlt itself.
+DUCKDB_GLOBAL_CONFIG_ENV = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+
+
 def make_pipeline(
     pipeline_name: str,
     destination: Any,
@@ -59,10 +70,45 @@ def make_pipeline(
 ) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=destination,
+        destination=with_duckdb_limits(destination),
         dataset_name=dataset_name,
         pipelines_dir=pipelines_dir,
     )
+
+
+def with_duckdb_limits(destination: Any) -> Any:
+    """`destination` with DUCKDB_GLOBAL_CONFIG if it is DuckDB and no one set its global_config.
+
+    The file stays wherever dlt's own settings put it (`DESTINATION__DUCKDB__CREDENTIALS`,
+    secrets.toml, or `<pipeline_name>.duckdb` in the working directory): the limits are passed as
+    a mapping of credential fields, which dlt completes from its providers. A global_config set
+    in the environment or in secrets.toml replaces them, as dlt would use it; credentials given
+    as an object or a connection are the caller's and stay as they are.
+    """
+    if isinstance(destination, str) and destination == "duckdb":
+        destination = dlt.destinations.duckdb()
+    if not isinstance(destination, dlt.destinations.duckdb):
+        return destination
+    params = dict(destination.config_params)
+    database = params.pop("credentials", None)
+    if not (database is None or isinstance(database, str)) or configured_global_config(destination):
+        return destination
+    credentials: dict[str, Any] = {"global_config": dict(DUCKDB_GLOBAL_CONFIG)}
+    if database is not None:
+        credentials["database"] = database
+    return dlt.destinations.duckdb(credentials=credentials, **params, **destination.caps_params)
+
+
+def configured_global_config(destination: dlt.destinations.duckdb) -> bool:
+    """Whether dlt's providers (environment, secrets.toml) set DuckDB's global_config."""
+    try:
+        resolved = dlt.destinations.duckdb(destination_name=destination.destination_name).configuration(
+            None, accept_partial=True
+        )
+    except ConfigurationException:
+        # A broken DuckDB setting: left to dlt, whose error at the run names it.
+        return True
+    return resolved.credentials is not None and resolved.credentials.global_config is not None
 
 
 def destination_name(pipeline: dlt.Pipeline) -> str:
@@ -226,10 +272,8 @@ def prepare_source(source: DltSource, destination: str) -> None:
 
 
 def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
-    row_counts: dict[str, int] = {}
     trace = pipeline.last_trace
-    if trace is not None and trace.last_normalize_info is not None:
-        row_counts = trace.last_normalize_info.row_counts
+    row_counts = loaded_row_counts(trace, load_info)
     state = source_state(pipeline)
     last_run = state.get("last_run", {})
     return RunSummary(
@@ -246,6 +290,40 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
         step_seconds=step_seconds(trace),
         replaced_text=last_run.get("replaced_text", {}),
     )
+
+
+def loaded_row_counts(trace: PipelineTrace | None, load_info: LoadInfo | None) -> dict[str, int]:
+    """Rows per table in the packages this run loaded.
+
+    The normalize step counts the packages it normalized. A package that an earlier run left
+    normalized (killed or failed in its load) is only loaded by this run, so its rows are
+    counted from its job files.
+    """
+    normalized = trace.last_normalize_info if trace is not None else None
+    counts = dict(normalized.row_counts) if normalized is not None else {}
+    counted = set(normalized.loads_ids) if normalized is not None else set()
+    for package in load_info.load_packages if load_info is not None else []:
+        if package.load_id in counted:
+            continue
+        for job in package.jobs.get("completed_jobs", []):
+            rows = job_file_rows(job.file_path, job.job_file_info.file_format)
+            if rows is not None:
+                table = job.job_file_info.table_name
+                counts[table] = counts.get(table, 0) + rows
+    return counts
+
+
+def job_file_rows(path: str, file_format: str) -> int | None:
+    """Rows in one of dlt's load files; None for files that hold no rows (merge SQL, references)."""
+    if file_format == "parquet":
+        import pyarrow.parquet
+
+        return int(pyarrow.parquet.read_metadata(path).num_rows)
+    if file_format not in ("jsonl", "insert_values"):
+        return None
+    # jsonl: one row per line; insert_values: one `(...)` per line (dlt escapes newlines in values).
+    with FileStorage.open_zipsafe_ro(path, "rt", encoding="utf-8") as rows:
+        return sum(1 for line in rows if file_format == "jsonl" or line.startswith("("))
 
 
 def step_seconds(trace: PipelineTrace | None) -> dict[str, float]:

@@ -58,7 +58,7 @@ START = datetime(2026, 10, 1, tzinfo=UTC)
 # One simulated week holds ~16k conversations, as in shared/dlt-notes.md.
 CONVERSATIONS_PER_DAY = 16_000 / 7
 # DuckDB's own defaults (memory_limit 80% of RAM, one thread per core), overriding the
-# limits `.dlt/config.toml` sets: an environment variable wins over config.toml in dlt.
+# limits the command sets (pipelines/runner.py, DUCKDB_GLOBAL_CONFIG): the variable replaces them.
 DUCKDB_DEFAULTS_ENV = {"DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG": "{}"}
 
 
@@ -141,7 +141,7 @@ def pipeline(options: dict[str, Any]) -> None:
     """This connector, set up as `pipelines/polyai_pipeline.py` sets up its process."""
     import dlt
 
-    from pipelines.lean_imports import keep_unused_libraries_unloaded
+    from pipelines.lean_imports import keep_unused_libraries_unloaded, loading_without_pandas
     from pipelines.runner import make_pipeline, run_load
     from sources.polyai import polyai_source
 
@@ -150,22 +150,23 @@ def pipeline(options: dict[str, Any]) -> None:
     workdir = options["workdir"]
     now = datetime.fromisoformat(options["now"])
     target = make_pipeline("bench", dlt.destinations.duckdb(f"{workdir}/bench.duckdb"), "polyai", workdir)
-    summary = run_load(
-        target,
-        functools.partial(
-            polyai_source,
-            api_key=KEY,
-            account_id=ACCOUNT,
-            project_id=PROJECT,
-            base_url=options["base_url"],
-            start_date=START.isoformat(),
-            concurrency=options["concurrency"],
-            limit=options["limit"],
-            # The simulator's clock, not the wall clock: a backfill spans start_date to now with
-            # traffic all along, as for a real project, and time windows split real traffic.
-            clock=lambda: now,
-        ),
-    )
+    with loading_without_pandas():
+        summary = run_load(
+            target,
+            functools.partial(
+                polyai_source,
+                api_key=KEY,
+                account_id=ACCOUNT,
+                project_id=PROJECT,
+                base_url=options["base_url"],
+                start_date=START.isoformat(),
+                concurrency=options["concurrency"],
+                limit=options["limit"],
+                # The simulator's clock, not the wall clock: a backfill spans start_date to now with
+                # traffic all along, as for a real project, and time windows split real traffic.
+                clock=lambda: now,
+            ),
+        )
     print(
         json.dumps(
             {
