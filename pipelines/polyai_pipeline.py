@@ -20,6 +20,7 @@ from types import FrameType
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.exceptions import SignalReceivedException
+from dlt.load.exceptions import LoadClientJobFailed
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +41,11 @@ from sources.polyai.redaction import install_log_redaction, redact, register_sec
 
 SECRET_SETTINGS = ("api_key", "pii_salt")
 EXIT_FAILED = 1
+DISK_FULL_HINT = (
+    "The disk is full (the destination's file, or dlt's working folder: --pipelines-dir, by "
+    "default ~/.dlt/pipelines, /var/dlt/pipelines for root). Free some space, then run again: "
+    "dlt finishes the load."
+)
 EXIT_EXPECTED_ERROR = 2
 EXIT_DBT_FAILED = 3
 # What a shell reports for a process ended by SIGTERM (128 + 15), kept with the message below.
@@ -102,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     install_log_redaction()
     register_configured_secrets()
+    if not args.verbose:
+        logging.getLogger("dlt").addFilter(without_traceback)
     try:
         if args.demo:
             return run_demo(args)
@@ -122,6 +130,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_TERMINATED
     except (Exception, SignalReceivedException) as error:
         return report_failure(error, args.pipeline_name or DEFAULT_PIPELINE_NAME)
+
+
+TRACEBACK_START = "Traceback (most recent call last)"
+
+
+def without_quoted_traceback(message: str) -> str:
+    """dlt quotes a job's whole traceback in its message: the text before it and its last line
+    (the exception itself) say what failed."""
+    quoted = message.find(TRACEBACK_START)
+    if quoted < 0:
+        return message
+    last = next((line.strip() for line in reversed(message.splitlines()) if line.strip()), "")
+    return f"{message[:quoted].rstrip()} {last}"
+
+
+def without_traceback(record: logging.LogRecord) -> bool:
+    """dlt logs each failed load job with its traceback; the cause comes again in the one-line
+    error this command ends with, so the traceback is kept for --verbose."""
+    message = record.getMessage()
+    quoted = message.find(TRACEBACK_START)
+    if record.exc_info or record.exc_text or quoted >= 0:
+        record.exc_info, record.exc_text = None, None
+        kept = message if quoted < 0 else message[:quoted].rstrip()
+        record.msg, record.args = f"{kept} (the traceback with --verbose)", None
+    return True
 
 
 def register_configured_secrets() -> None:
@@ -147,14 +180,35 @@ def report_failure(error: BaseException, pipeline_name: str = DEFAULT_PIPELINE_N
         print(redact(f"error: {known}"), file=sys.stderr)
         return EXIT_EXPECTED_ERROR
     if isinstance(error, PipelineStepFailed):
-        print(redact(f"error: the {error.step} step failed: {error.exception}"), file=sys.stderr)
-        if "Out of Memory" in str(error.exception):
-            print(DUCKDB_MEMORY_HINT, file=sys.stderr)
-        print("Nothing was lost: run again and dlt finishes the pending load first.", file=sys.stderr)
+        print(
+            redact(f"error: the {error.step} step failed: {without_quoted_traceback(str(error.exception))}"),
+            file=sys.stderr,
+        )
+        for advice in failure_advice(error):
+            print(advice, file=sys.stderr)
         return EXIT_FAILED
     # Unexpected: the whole traceback, as Python would print it, but masked.
     print(redact("".join(traceback.format_exception(error))), file=sys.stderr, end="")
     return EXIT_FAILED
+
+
+def failure_advice(error: PipelineStepFailed) -> list[str]:
+    """What to do about a failed step, by its cause."""
+    text = str(error.exception)
+    advice = []
+    if "Out of Memory" in text:
+        advice.append(DUCKDB_MEMORY_HINT)
+    if "No space left on device" in text or "ENOSPC" in text:
+        advice.append(DISK_FULL_HINT)
+    if isinstance(error.exception, LoadClientJobFailed):
+        advice.append(
+            "The destination refused that load for good, so it was aborted and the pipeline's "
+            "state rolled back with it: nothing was lost. Remove the cause named above, then run "
+            "again: the next run reads that range again."
+        )
+    else:
+        advice.append("Nothing was lost: run again and dlt finishes the pending load first.")
+    return advice
 
 
 def terminated_in_dlt(error: BaseException) -> bool:

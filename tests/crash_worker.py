@@ -2,13 +2,14 @@
 
     python tests/crash_worker.py BASE_URL DATABASE PIPELINES_DIR NOW_ISO KILL_AT
 
-KILL_AT: none | extract:N (after N pages) | after_extract | after_normalize | during_load:SECONDS
-| second_load (two pages into a backfill's second load) | before_extract_commit (the package
-written, not yet committed) | before_normalize_commit (likewise for normalize) |
-after_job:TABLE.KIND (the first load job of that table and kind, e.g. `turns.parquet` for the
-staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row: committed in
-the destination, before dlt records it done). POLYAI_TEST_LOAD_OPTIONS: JSON of extra source
-options.
+KILL_AT, one of:
+- none; extract:N (after N pages); after_extract; after_normalize; during_load:SECONDS;
+- second_load (two pages into a backfill's second load); random:SECONDS (after that long);
+- before_extract_commit (the package written, not yet committed); before_normalize_commit;
+- after_job:TABLE.KIND (the first load job of that table and kind, e.g. `turns.parquet` for
+  the staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row:
+  committed in the destination, before dlt records it done).
+POLYAI_TEST_LOAD_OPTIONS: JSON of extra source options.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         concurrency=2,
         clock=lambda: now,
     )
+    if kill_at.startswith("random:"):
+        # A kill at a moment the test drew, wherever the run is then (it may have finished).
+        threading.Timer(float(kill_at.split(":")[1]), die).start()
+        kill_at = "none"
     if kill_at.startswith("after_job:"):
         kill_after_job(kill_at.split(":", 1)[1])
     elif kill_at == "before_extract_commit":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -145,6 +146,35 @@ def test_a_kill_at_each_commit_point_then_a_rerun_doubles_and_loses_nothing(
     turn_keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
     assert len(turn_keys) == len(turns), f"{len(turns) - len(turn_keys)} doubled turns"
     assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
+    simulator.clock.advance(timedelta(hours=12))
+    run_worker(base_url, tmp_path, simulator, "none")
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    problems = compare_tables(simulator.truth(), conversations, turns)
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.slow
+def test_many_kills_at_random_moments_with_reruns_double_and_lose_nothing(
+    tmp_path: Path, world: tuple[Simulator, str]
+) -> None:
+    """SIGKILLs drawn at random over a run's lifetime (imports, extract, normalize, load), each
+    followed by a clean rerun, while the clock moves: no duplicate after any rerun, and the
+    tables end exactly at the truth."""
+    simulator, base_url = world
+    draw = random.Random(20261202)
+    run_worker(base_url, tmp_path, simulator, "none")
+    killed = 0
+    for _ in range(12):
+        simulator.clock.advance(timedelta(minutes=15))
+        code = run_worker(base_url, tmp_path, simulator, f"random:{draw.uniform(0.3, 4.0):.2f}")
+        killed += code == -signal.SIGKILL
+        run_worker(base_url, tmp_path, simulator, "none")
+        conversations, turns = tables(tmp_path / "crash.duckdb")
+        assert len({row["id"] for row in conversations}) == len(conversations), "doubled conversations"
+        turn_keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
+        assert len(turn_keys) == len(turns), f"{len(turns) - len(turn_keys)} doubled turns"
+        assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
+    assert killed >= 6, f"only {killed} of 12 runs were killed: the draws miss the runs"
     simulator.clock.advance(timedelta(hours=12))
     run_worker(base_url, tmp_path, simulator, "none")
     conversations, turns = tables(tmp_path / "crash.duckdb")
