@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 from sources.polyai.repulls import (
@@ -13,8 +15,8 @@ from sources.polyai.repulls import (
     next_misses,
     repull_span,
 )
-from sources.polyai.settings import REPULL_PADDING
-from sources.polyai.windows import Window, plan_run
+from sources.polyai.settings import MAX_REPULL_WINDOWS, REPULL_PADDING
+from sources.polyai.windows import Window, plan_run, within_budget
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -52,3 +54,37 @@ def test_plan_run_widens_the_re_pull_of_a_conversation_its_re_pulls_missed() -> 
     assert plan.repull_targets == {"MISSED", "FRESH"}
     assert Window(missed - WIDEN_FROM, missed + WIDEN_FROM, False) in plan.repull_windows
     assert Window(fresh - REPULL_PADDING, fresh + REPULL_PADDING, True) in plan.repull_windows
+
+
+def test_thousands_of_pending_conversations_cost_a_bounded_number_of_windows() -> None:
+    """10k conversations stuck in progress cost one window each before (7,972 requests a run)."""
+    draw = random.Random(7)
+    now = T0 + timedelta(days=1)
+    started = [T0 + timedelta(seconds=draw.uniform(0, 20 * 3600)) for _ in range(10_000)]
+    pending = {f"C{i}": at.isoformat() for i, at in enumerate(started)}
+    plan = plan_run(
+        cursor=now - timedelta(minutes=30),
+        pending=pending,
+        now=now,
+        start_date=T0,
+        lookback=timedelta(minutes=15),
+        max_pending_age=timedelta(hours=24),
+    )
+    assert len(plan.repull_windows) <= MAX_REPULL_WINDOWS
+    assert all(window.finished_only for window in plan.repull_windows)
+    ordered = sorted(plan.repull_windows, key=lambda window: window.start)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(ordered)), "windows overlap"
+    for at in started:
+        assert any(window.start <= at < window.end for window in ordered), f"{at} is not re-pulled"
+
+
+def test_within_budget_closes_the_smallest_gaps_first() -> None:
+    hour = timedelta(hours=1)
+    windows = [Window(T0 + n * hour, T0 + n * hour + timedelta(minutes=1), True) for n in (0, 1, 5, 6, 20)]
+    assert within_budget(windows, 5) == windows
+    assert within_budget(windows, 3) == [
+        Window(T0, T0 + hour + timedelta(minutes=1), True),
+        Window(T0 + 5 * hour, T0 + 6 * hour + timedelta(minutes=1), True),
+        windows[4],
+    ]
+    assert within_budget(windows, 1) == [Window(T0, windows[4].end, True)]

@@ -43,6 +43,10 @@ DEFAULT_START_DAYS_AGO: Final = 30
 # conversation whether the API treats the bounds as inclusive or exclusive, narrow enough
 # that it returns (almost) nothing else.
 REPULL_PADDING: Final = timedelta(milliseconds=1)
+# Finished-only re-pull windows a run sends at most: beyond it, the closest pending
+# conversations share a window (windows.within_budget), so that thousands of conversations
+# stuck in progress cost a few requests per run, not one each.
+MAX_REPULL_WINDOWS: Final = 32
 
 API_KEY_HEADER: Final = "x-api-key"
 CORRELATION_HEADER: Final = "X-PolyAI-Correlation-Id"

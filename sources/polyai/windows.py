@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .repulls import repull_span
-from .settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
+from .settings import MAX_REPULL_WINDOWS, MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,27 @@ def repull_plan(
     for conversation_id in targets:
         padding, finished_only = repull_span(misses.get(conversation_id, 0))
         windows += repull_windows([keep[conversation_id]], before, padding, finished_only)
-    return merged_where_touching(windows), frozenset(targets)
+    merged = merged_where_touching(windows)
+    finished = within_budget([window for window in merged if window.finished_only], MAX_REPULL_WINDOWS)
+    return [window for window in merged if not window.finished_only] + finished, frozenset(targets)
+
+
+def within_budget(windows: list[Window], budget: int) -> list[Window]:
+    """At most `budget` windows (in time order, not overlapping): the closest neighbours joined.
+
+    Thousands of pending conversations would otherwise cost a request each on every run. A
+    joined window also returns the finished conversations between its pending ones, loaded
+    again as they are: the smallest gaps are closed first, where that costs least.
+    """
+    if len(windows) <= budget:
+        return windows
+    gaps = sorted(range(1, len(windows)), key=lambda i: windows[i].start - windows[i - 1].end)
+    kept_splits = sorted(gaps[len(windows) - budget :])
+    joined, first = [], 0
+    for split in [*kept_splits, len(windows)]:
+        joined.append(Window(windows[first].start, windows[split - 1].end, windows[first].finished_only))
+        first = split
+    return joined
 
 
 def split_expired(
