@@ -100,26 +100,29 @@ logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
 CONVERSATION_KEY: Final = ("id",)
 TURN_KEY: Final = ("conversation_id", "turn_index")
-# dlt's load jobs are at-least-once: a process killed after a staging copy committed and before
-# dlt recorded it copies the same file again on the next run. The merge de-duplicates the staged
-# rows by primary key (dlt's default), so a row staged twice still lands once.
+# The source sends each conversation, and so each turn, once per load (first_sightings), so the
+# merges skip dlt's ROW_NUMBER() pass over the staged rows: with it, a load of 50k conversations
+# ran out of DuckDB's 64MB. A row can still be staged twice when a load is resumed after a kill
+# (dlt's load jobs are at-least-once): the runner aborts such a load and reads its range again
+# instead (pipelines.runner.abort_started_loads).
 CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",
+    "deduplicated": True,
 }
-# An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
-FILTER_TOLERANCE: Final = timedelta(seconds=1)
-# Source state: per pending conversation, the runs whose re-pulls missed it (repulls).
-REPULL_MISSES: Final = "repull_misses"
-DEDUPLICATED_HINT: Final = "x-stage-data-deduplicated"
 # A conversation loaded again replaces all of its turns: the delete is scoped by the staged
 # conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
 # DuckDB cannot run as a hash join (it ran out of a 64MB memory_limit on large merges).
 TURNS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",
+    "deduplicated": True,
     "destination_scope": "conversation_id IN (SELECT conversation_id FROM {staging_table})",
 }
+# An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
+FILTER_TOLERANCE: Final = timedelta(seconds=1)
+# Source state: per pending conversation, the runs whose re-pulls missed it (repulls).
+REPULL_MISSES: Final = "repull_misses"
 
 
 def utc_now() -> datetime:
@@ -207,12 +210,7 @@ def polyai_source(
     pages = conversation_pages(
         PolyAIClient(settings), settings, privacy, clock, (conversation_types, turn_types)
     )
-    resources = (pages | conversations(types=conversation_types), pages | turns(types=turn_types))
-    for resource in resources:
-        # dlt drops a False merge option instead of storing it: a schema stored by the previous
-        # version, which merged without de-duplicating, would keep doing so.
-        resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: False})
-    return resources
+    return (pages | conversations(types=conversation_types), pages | turns(types=turn_types))
 
 
 def conversation_pages(
