@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--destination",
         default=None,
-        help="dlt destination: duckdb (default), bigquery, snowflake, postgres, motherduck, filesystem",
+        help="dlt destination: duckdb (default), bigquery, snowflake, postgres, motherduck",
     )
     parser.add_argument("--pipeline-name", default=None, help=f"default {DEFAULT_PIPELINE_NAME}")
     parser.add_argument("--dataset-name", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET}")

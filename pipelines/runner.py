@@ -16,6 +16,15 @@ from dlt.common.storages import FileStorage
 from dlt.extract.source import DltSource
 from dlt.pipeline.trace import PipelineTrace
 
+from pipelines.operations import (
+    DestinationBusy,
+    DestinationRefused,
+    PipelineBusy,
+    duckdb_lock_message,
+    pipeline_lock,
+    prune_working_folder,
+    refuse_appending_destination,
+)
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
 from sources.polyai.records import dlt_column_hints, rows_with_json_values
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
@@ -176,6 +185,7 @@ def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> Ru
     committed with its cursor before the next starts, so a failure loses at most one load's
     work, and the next run goes on from there.
     """
+    refuse_appending_destination(pipeline)
     destination = destination_name(pipeline)
     if destination not in TESTED_DESTINATIONS:
         logger.warning(
@@ -185,15 +195,21 @@ def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> Ru
             destination,
             ", ".join(TESTED_DESTINATIONS),
         )
-    summaries = [
-        # Summarized as each part is committed: the trace holds only the last run.
-        summarize(pipeline, load_info)
-        for load_info in load_in_parts(
-            pipeline,
-            make_source,
-            lambda source: pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination)),
-        )
-    ]
+    try:
+        summaries = [
+            # Summarized as each part is committed: the trace holds only the last run.
+            summarize(pipeline, load_info)
+            for load_info in load_in_parts(
+                pipeline,
+                make_source,
+                lambda source: pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination)),
+            )
+        ]
+    except Exception as error:
+        held = duckdb_lock_message(error)
+        if held is None:
+            raise
+        raise DestinationBusy(held) from error
     return combine(summaries)
 
 
@@ -204,8 +220,18 @@ def load_in_parts(
 
     Shared by run_load and orchestrators with their own way of running a source (the Dagster
     example): the source is adapted to the destination, and a part that does not move the
-    cursor stops the loop (each part reads at least one window: WindowQueue).
+    cursor stops the loop (each part reads at least one window: WindowQueue). The pipeline's
+    lock is held throughout (one run at a time), and after each part the working folder is
+    pruned of what dlt will not read again.
     """
+    refuse_appending_destination(pipeline)
+    with pipeline_lock(pipeline):
+        yield from load_parts_locked(pipeline, make_source, load)
+
+
+def load_parts_locked(
+    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
+) -> Iterator[T]:
     destination = destination_name(pipeline)
     abort_started_loads(pipeline)
     previous_cursor: str | None = None
@@ -213,6 +239,8 @@ def load_in_parts(
         source = make_source()
         prepare_source(source, destination)
         yield load(source)
+        # After the caller has read this part's packages (its summary counts their files).
+        prune_working_folder(pipeline)
         if caught_up(pipeline):
             return
         if previous_cursor is not None and cursor(pipeline) == previous_cursor:
@@ -404,7 +432,15 @@ def expected_error(error: BaseException) -> BaseException | None:
         seen.add(id(current))
         if isinstance(
             current,
-            (ConfigurationError, ConfigFieldMissingException, PolyAIAPIError, InvalidResponseError),
+            (
+                ConfigurationError,
+                ConfigFieldMissingException,
+                PolyAIAPIError,
+                InvalidResponseError,
+                PipelineBusy,
+                DestinationBusy,
+                DestinationRefused,
+            ),
         ):
             return current
         current = current.__cause__ or current.__context__

@@ -1,0 +1,146 @@
+"""Running a pipeline safely on a shared machine: one run at a time per working folder, a clear
+message for a DuckDB file someone holds open, a working folder that does not grow for ever, and
+no destination that would load duplicates."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dlt
+from dlt.common.storages import FileStorage, LoadStorage, NormalizeStorage, PackageStorage
+from filelock import FileLock, Timeout
+
+logger = logging.getLogger(__name__)
+
+# Loaded packages kept in `load/loaded/` after a good load: dlt's `dlt pipeline ... load-package`
+# shows the last one, and the last two let a merge be compared with the one before it.
+KEEP_LOADED_PACKAGES = 2
+# DuckDB's message when another process holds the file: "Could not set lock on file "<path>":
+# Conflicting lock is held in <program> (PID <n>) by user <u>."
+DUCKDB_LOCK_HELD = re.compile(
+    r"Could not set lock on file \"?(?P<file>[^\"]*?)\"?: "
+    r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)"
+)
+
+
+class PipelineBusy(Exception):
+    """Another run of the same pipeline (same working folder) is going on."""
+
+
+class DestinationBusy(Exception):
+    """The DuckDB file is held open by another process."""
+
+
+class DestinationRefused(Exception):
+    """A destination this connector would load duplicates into."""
+
+
+def lock_path(pipeline: dlt.Pipeline) -> Path:
+    # Beside the working folder, not inside it: dlt deletes and recreates that folder (dev mode,
+    # `dlt pipeline drop`), which would delete a lock that a running process holds.
+    return Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
+
+
+@contextlib.contextmanager
+def pipeline_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Holds the pipeline's lock for one run; a second run of it fails at once with PipelineBusy.
+
+    Two runs of one pipeline share dlt's working folder: each would normalize or load the
+    other's packages, and their state would race. The lock is an OS lock (flock), so a run that
+    is killed releases it; the file holds the PID of the run that has it.
+    """
+    path = lock_path(pipeline)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PipelineBusy(
+            f"another run of pipeline {pipeline.pipeline_name} is going on (PID {holder_pid(path)}, "
+            f"lock file {path}): this run stopped without touching anything. Let that run finish; "
+            "if it is stuck, stop that process (a killed run releases the lock), then run again."
+        ) from None
+    try:
+        # The lock file is truncated when taken: write the PID after, for the message above.
+        with contextlib.suppress(OSError):  # the PID only serves that message
+            path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        yield
+    finally:
+        lock.release()
+
+
+def holder_pid(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        pid = path.read_text(encoding="utf-8").strip()
+        if pid:
+            return pid
+    return "unknown"
+
+
+def duckdb_lock_message(error: BaseException) -> str | None:
+    """What to do about a DuckDB file another process holds, if that is what `error` is about."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        match = DUCKDB_LOCK_HELD.search(str(current))
+        if match is not None:
+            return (
+                f"the DuckDB file {match['file']} is open in another process: {match['program']} "
+                f"(PID {match['pid']}). DuckDB lets one process write to a file, and none while "
+                "another has it open, even read-only. Close that session (or its connection), "
+                "then run again; to read while loads run, open a copy of the file, or connect "
+                "read-only only between runs."
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def refuse_appending_destination(pipeline: dlt.Pipeline) -> None:
+    """Fails at once for dlt's plain filesystem destination: it cannot merge, so dlt appends
+    every conversation and turn loaded again (a re-pulled conversation, the lookback)."""
+    destination = pipeline.destination
+    if destination is None or not destination.destination_type.endswith(".filesystem"):
+        return
+    raise DestinationRefused(
+        "destination filesystem: dlt's plain filesystem destination cannot merge, so every "
+        "conversation loaded again (the lookback, the re-pulls of conversations in progress) "
+        "would be appended as a duplicate. Files in a bucket need a table format that merges "
+        '(dlt\'s table_format="delta" or "iceberg"), which this connector does not set up yet: '
+        "load into duckdb, postgres, bigquery or snowflake."
+    )
+
+
+def prune_working_folder(pipeline: dlt.Pipeline, keep: int = KEEP_LOADED_PACKAGES) -> None:
+    """After a good load: deletes what dlt will never read again.
+
+    - loaded packages but the last `keep` (`load/loaded/<load id>`): dlt only reads them to show
+      them (`dlt pipeline ... load-package`); the destination and the state hold what was loaded.
+    - extract folders of extracts that failed or were killed (`normalize/<random id>/`): each
+      extract writes into a folder of its own and moves the finished package to
+      `normalize/extracted/`, which a rerun finishes; an unfinished folder is never used again.
+    Packages extracted or normalized but not loaded stay: the next run loads them.
+    """
+    working_dir = Path(pipeline.working_dir)
+    loaded_dir = working_dir / "load" / LoadStorage.LOADED_FOLDER
+    if loaded_dir.is_dir():
+        loaded = PackageStorage(FileStorage(str(loaded_dir)), "loaded")
+        for load_id in sorted(loaded.list_packages(), key=float)[:-keep] if keep else loaded.list_packages():
+            loaded.delete_package(load_id)
+    normalize_dir = working_dir / "normalize"
+    if normalize_dir.is_dir():
+        for folder in normalize_dir.iterdir():
+            if folder.is_dir() and folder.name != NormalizeStorage.EXTRACTED_FOLDER:
+                logger.info("deleting %s, left by an extract that did not finish", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def folder_size(path: str | Path) -> int:
+    """Bytes in the files under `path`."""
+    return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
