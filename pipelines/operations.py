@@ -144,3 +144,41 @@ def prune_working_folder(pipeline: dlt.Pipeline, keep: int = KEEP_LOADED_PACKAGE
 def folder_size(path: str | Path) -> int:
     """Bytes in the files under `path`."""
     return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
+
+
+def abort_started_loads(pipeline: dlt.Pipeline) -> list[str]:
+    """Packages whose load had begun are aborted, their state rolled back, not resumed.
+
+    dlt's load jobs are at-least-once: a process killed after the destination committed a
+    staging copy, and before dlt recorded it, copies the same file again when the package is
+    resumed, and the merges (told that the source sends each row once) would insert those rows
+    twice. An aborted package leaves the pipeline's state where it was before that package, so
+    this run reads the same range again into a fresh package: it costs the reading of one part,
+    and the merges replace whatever the aborted package had already merged. Packages whose load
+    had not begun are finished as dlt does.
+    """
+    started = [
+        load_id for load_id in pipeline.list_normalized_load_packages() if load_began(pipeline, load_id)
+    ]
+    if not started:
+        return []
+    logger.warning(
+        "a load was interrupted in the middle (package %s): it is aborted and its range read again, "
+        "so that no row it had already copied lands twice",
+        ", ".join(started),
+    )
+    pipeline.abort_packages()
+    return started
+
+
+def load_began(pipeline: dlt.Pipeline, load_id: str) -> bool:
+    """Whether any load job of the package ran (or may have run) in the destination."""
+    info = pipeline.get_load_package_info(load_id)
+    jobs = info.jobs
+    return bool(
+        info.has_pending_transitions
+        or jobs.get("started_jobs")
+        or jobs.get("completed_jobs")
+        or jobs.get("failed_jobs")
+        or any(job.job_file_info.retry_count > 0 for job in jobs.get("new_jobs", []))
+    )
