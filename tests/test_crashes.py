@@ -66,6 +66,26 @@ def tables(database: Path) -> tuple[list[dict], list[dict]]:
     return result[0], result[1]
 
 
+def assert_each_visible_conversation_once(database: Path, simulator: Simulator) -> None:
+    """No doubled conversation or turn, and every conversation the API shows is there."""
+    conversations, turns = tables(database)
+    assert len({row["id"] for row in conversations}) == len(conversations), "doubled conversations"
+    turn_keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
+    assert len(turn_keys) == len(turns), f"{len(turns) - len(turn_keys)} doubled turns"
+    assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
+
+
+def assert_at_the_truth_once_all_finished(
+    base_url: str, tmp_path: Path, simulator: Simulator, load_options: dict | None = None
+) -> None:
+    """A clean run once every conversation has finished ends exactly at the truth."""
+    simulator.clock.advance(timedelta(hours=12))
+    run_worker(base_url, tmp_path, simulator, "none", load_options)
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    problems = compare_tables(simulator.truth(), conversations, turns)
+    assert not problems, "\n".join(problems[:20])
+
+
 @pytest.mark.parametrize(
     "kill_at", ["extract:3", "after_extract", "after_normalize", "during_load:0.05", "during_load:0.3"]
 )
@@ -82,14 +102,8 @@ def test_killed_run_then_rerun_ends_at_the_truth(
     assert code in allowed, f"worker exited {code}"
     run_worker(base_url, tmp_path, simulator, "none")
     # Everything visible is there once; finished ones are final; then, once all finish, exact.
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    assert len({row["id"] for row in conversations}) == len(conversations)
-    assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
-    simulator.clock.advance(timedelta(hours=12))
-    run_worker(base_url, tmp_path, simulator, "none")
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    problems = compare_tables(simulator.truth(), conversations, turns)
-    assert not problems, "\n".join(problems[:20])
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
 
 
 def test_a_backfill_killed_in_its_second_load_goes_on_from_the_first(
@@ -107,14 +121,8 @@ def test_a_backfill_killed_in_its_second_load_goes_on_from_the_first(
     run_worker(base_url, tmp_path, simulator, "none", small_loads)
     starts = {entry["params"]["start_time"][0] for entry in simulator.stats.request_log}
     assert "2026-11-02T08:00:00.000000Z" not in starts, "the backfill started again from start_date"
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    assert len({row["id"] for row in conversations}) == len(conversations)
-    assert {row["id"] for row in conversations} == visible
-    simulator.clock.advance(timedelta(hours=12))
-    run_worker(base_url, tmp_path, simulator, "none", small_loads)
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    problems = compare_tables(simulator.truth(), conversations, turns)
-    assert not problems, "\n".join(problems[:20])
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator, small_loads)
 
 
 # dlt's commit points of a run, each killed at the instant after it: a load job that committed
@@ -141,16 +149,8 @@ def test_a_kill_at_each_commit_point_then_a_rerun_doubles_and_loses_nothing(
     code = run_worker(base_url, tmp_path, simulator, kill_at)
     assert code == -signal.SIGKILL, f"the worker was not killed at {kill_at} (exit {code})"
     run_worker(base_url, tmp_path, simulator, "none")
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    assert len({row["id"] for row in conversations}) == len(conversations), "doubled conversations"
-    turn_keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
-    assert len(turn_keys) == len(turns), f"{len(turns) - len(turn_keys)} doubled turns"
-    assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
-    simulator.clock.advance(timedelta(hours=12))
-    run_worker(base_url, tmp_path, simulator, "none")
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    problems = compare_tables(simulator.truth(), conversations, turns)
-    assert not problems, "\n".join(problems[:20])
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
 
 
 @pytest.mark.slow
@@ -169,14 +169,6 @@ def test_many_kills_at_random_moments_with_reruns_double_and_lose_nothing(
         code = run_worker(base_url, tmp_path, simulator, f"random:{draw.uniform(0.3, 4.0):.2f}")
         killed += code == -signal.SIGKILL
         run_worker(base_url, tmp_path, simulator, "none")
-        conversations, turns = tables(tmp_path / "crash.duckdb")
-        assert len({row["id"] for row in conversations}) == len(conversations), "doubled conversations"
-        turn_keys = {(row["conversation_id"], row["turn_index"]) for row in turns}
-        assert len(turn_keys) == len(turns), f"{len(turns) - len(turn_keys)} doubled turns"
-        assert {row["id"] for row in conversations} == {c["id"] for c in simulator.truth()}
+        assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
     assert killed >= 6, f"only {killed} of 12 runs were killed: the draws miss the runs"
-    simulator.clock.advance(timedelta(hours=12))
-    run_worker(base_url, tmp_path, simulator, "none")
-    conversations, turns = tables(tmp_path / "crash.duckdb")
-    problems = compare_tables(simulator.truth(), conversations, turns)
-    assert not problems, "\n".join(problems[:20])
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)

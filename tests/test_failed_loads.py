@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 from conftest import T0, Harness, make_harness, scheduled_env
 from dlt.pipeline.exceptions import PipelineStepFailed
 from test_cli import run_cli
+from test_crashes import tables
 from test_destinations import Warehouse, postgres  # noqa: F401 - the throw-away PostgreSQL server
 from truth import compare_tables
 
@@ -122,17 +122,8 @@ def test_a_full_disk_names_the_cause_and_the_run_after_freeing_it_ends_at_the_tr
             assert finished.returncode == 0, finished.stderr
             simulator.clock.advance(timedelta(hours=12))
             assert run_cli(tmp_path, env=env).returncode == 0
-            with duckdb.connect(str(database), read_only=True) as connection:
-                rows = []
-                for sql in (
-                    "SELECT * FROM polyai.conversations ORDER BY id",
-                    "SELECT * FROM polyai.turns ORDER BY conversation_id, turn_index",
-                ):
-                    relation = connection.sql(sql)
-                    rows.append(
-                        [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
-                    )
-            problems = compare_tables(simulator.truth(), rows[0], rows[1])
+            conversations, turns = tables(database)
+            problems = compare_tables(simulator.truth(), conversations, turns)
             assert not problems, "\n".join(problems[:20])
     finally:
         server.stop()
