@@ -104,7 +104,7 @@ TURN_KEY: Final = ("conversation_id", "turn_index")
 # merges skip dlt's ROW_NUMBER() pass over the staged rows: with it, a load of 50k conversations
 # ran out of DuckDB's 64MB. A row can still be staged twice when a load is resumed after a kill
 # (dlt's load jobs are at-least-once): the runner aborts such a load and reads its range again
-# instead (pipelines.runner.abort_started_loads).
+# instead (pipelines.operations.abort_started_loads).
 CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",

@@ -124,7 +124,7 @@ def repull_plan(
     """The re-pull windows of the pending conversations that started before `before`, each as
     wide as its misses say (repulls.repull_span), and the ids they target."""
     targets = {conversation_id for conversation_id, started_at in keep.items() if started_at < before}
-    windows = []
+    windows: list[Window] = []
     for conversation_id in targets:
         padding, finished_only = repull_span(misses.get(conversation_id, 0))
         windows += repull_windows([keep[conversation_id]], before, padding, finished_only)
@@ -144,7 +144,8 @@ def within_budget(windows: list[Window], budget: int) -> list[Window]:
         return windows
     gaps = sorted(range(1, len(windows)), key=lambda i: windows[i].start - windows[i - 1].end)
     kept_splits = sorted(gaps[len(windows) - budget :])
-    joined, first = [], 0
+    joined: list[Window] = []
+    first = 0
     for split in [*kept_splits, len(windows)]:
         joined.append(Window(windows[first].start, windows[split - 1].end, windows[first].finished_only))
         first = split
