@@ -149,11 +149,9 @@ def without_traceback(record: logging.LogRecord) -> bool:
     """dlt logs each failed load job with its traceback; the cause comes again in the one-line
     error this command ends with, so the traceback is kept for --verbose."""
     message = record.getMessage()
-    quoted = message.find(TRACEBACK_START)
-    if record.exc_info or record.exc_text or quoted >= 0:
+    if record.exc_info or record.exc_text or TRACEBACK_START in message:
         record.exc_info, record.exc_text = None, None
-        kept = message if quoted < 0 else message[:quoted].rstrip()
-        record.msg, record.args = f"{kept} (the traceback with --verbose)", None
+        record.msg, record.args = f"{without_quoted_traceback(message)} (the traceback with --verbose)", None
     return True
 
 

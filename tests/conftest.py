@@ -127,12 +127,16 @@ def finished_traffic(seed: int, n_conversations: int, hours: float) -> Iterator[
         start=now - timedelta(hours=hours),
         end=now - timedelta(hours=1),
     )
-    simulator = Simulator(config, clock)
-    server = SimulatorServer(simulator)
-    try:
-        yield simulator, server.start()
-    finally:
-        server.stop()
+    with SimulatorServer(Simulator(config, clock)) as server:
+        yield server.simulator, server.base_url
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[Simulator, str]]:
+    """200 conversations over 4 hours, the clock standing 2 hours in (crash and CLI tests)."""
+    config = SimConfig(seed=23, n_conversations=200, start=T0, end=T0 + timedelta(hours=4))
+    with SimulatorServer(Simulator(config, SimClock(T0 + timedelta(hours=2)))) as server:
+        yield server.simulator, server.base_url
 
 
 @pytest.fixture

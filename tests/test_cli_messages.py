@@ -13,9 +13,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import T0, finished_traffic, scheduled_env
+from conftest import finished_traffic, scheduled_env
 
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from polyai_simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "pipelines" / "polyai_pipeline.py"
@@ -30,15 +30,6 @@ def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
 def count(database: Path, table: str) -> int:
     with duckdb.connect(str(database), read_only=True) as connection:
         return connection.sql(f"SELECT count(*) FROM polyai.{table}").fetchall()[0][0]
-
-
-@pytest.fixture
-def world() -> Iterator[tuple[Simulator, str]]:
-    config = SimConfig(seed=23, n_conversations=200, start=T0, end=T0 + timedelta(hours=4))
-    simulator = Simulator(config, SimClock(T0 + timedelta(hours=2)))
-    server = SimulatorServer(simulator)
-    yield simulator, server.start()
-    server.stop()
 
 
 def test_a_run_that_only_finishes_a_pending_load_reports_the_rows_it_loaded(

@@ -8,27 +8,16 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import T0
 from truth import compare_tables
 
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
+from polyai_simulator import Simulator
 
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"
-
-
-@pytest.fixture
-def world() -> Iterator[tuple[Simulator, str]]:
-    config = SimConfig(seed=23, n_conversations=200, start=T0, end=T0 + timedelta(hours=4))
-    simulator = Simulator(config, SimClock(T0 + timedelta(hours=2)))
-    server = SimulatorServer(simulator)
-    yield simulator, server.start()
-    server.stop()
 
 
 def run_worker(

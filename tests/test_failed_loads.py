@@ -101,29 +101,25 @@ def test_a_full_disk_names_the_cause_and_the_run_after_freeing_it_ends_at_the_tr
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=30)
     config = SimConfig(seed=37, n_conversations=600, start=start, end=start + timedelta(hours=6))
     simulator = Simulator(config, SimClock(start + timedelta(hours=1)))
-    server = SimulatorServer(simulator)
-    base_url = server.start()
-    try:
-        with small_disk(tmp_path / "disk", "256m") as disk:
-            database = disk / "full.duckdb"
-            env = {
-                **scheduled_env(simulator, base_url, database),
-                "SOURCES__POLYAI__MAX_PENDING_HOURS": "100",
-            }
-            assert run_cli(tmp_path, env=env).returncode == 0
-            simulator.clock.advance(timedelta(hours=3))
-            filler = fill(disk, leave_bytes=64 * 1024)
-            failed = run_cli(tmp_path, env=env)
-            assert failed.returncode == 1, failed.stdout + failed.stderr
-            assert "disk is full" in failed.stderr, failed.stderr
-            assert "Traceback" not in failed.stderr
-            filler.unlink()
-            finished = run_cli(tmp_path, env=env)
-            assert finished.returncode == 0, finished.stderr
-            simulator.clock.advance(timedelta(hours=12))
-            assert run_cli(tmp_path, env=env).returncode == 0
-            conversations, turns = tables(database)
-            problems = compare_tables(simulator.truth(), conversations, turns)
-            assert not problems, "\n".join(problems[:20])
-    finally:
-        server.stop()
+    with SimulatorServer(simulator) as server, small_disk(tmp_path / "disk", "256m") as disk:
+        base_url = server.base_url
+        database = disk / "full.duckdb"
+        env = {
+            **scheduled_env(simulator, base_url, database),
+            "SOURCES__POLYAI__MAX_PENDING_HOURS": "100",
+        }
+        assert run_cli(tmp_path, env=env).returncode == 0
+        simulator.clock.advance(timedelta(hours=3))
+        filler = fill(disk, leave_bytes=64 * 1024)
+        failed = run_cli(tmp_path, env=env)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "disk is full" in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr
+        filler.unlink()
+        finished = run_cli(tmp_path, env=env)
+        assert finished.returncode == 0, finished.stderr
+        simulator.clock.advance(timedelta(hours=12))
+        assert run_cli(tmp_path, env=env).returncode == 0
+        conversations, turns = tables(database)
+        problems = compare_tables(simulator.truth(), conversations, turns)
+        assert not problems, "\n".join(problems[:20])

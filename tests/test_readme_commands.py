@@ -149,12 +149,8 @@ def readme_api() -> Iterator[tuple[Simulator, str]]:
         account_id=settings["SOURCES__POLYAI__ACCOUNT_ID"],
         project_id=settings["SOURCES__POLYAI__PROJECT_ID"],
     )
-    simulator = Simulator(config, clock)
-    server = SimulatorServer(simulator)
-    try:
-        yield simulator, server.start()
-    finally:
-        server.stop()
+    with SimulatorServer(Simulator(config, clock)) as server:
+        yield server.simulator, server.base_url
 
 
 def test_the_readme_commands_run_as_written_and_the_data_reads_as_arrow_and_pandas(

@@ -16,7 +16,7 @@ from sources.polyai.repulls import (
     repull_span,
 )
 from sources.polyai.settings import MAX_REPULL_WINDOWS, REPULL_PADDING
-from sources.polyai.windows import Window, plan_run, within_budget
+from sources.polyai.windows import RunPlan, Window, plan_run, within_budget
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -38,19 +38,24 @@ def test_misses_count_the_targets_a_run_did_not_see_and_forget_the_others() -> N
     assert misses == {"A": 3, "C": 1}
 
 
-def test_plan_run_widens_the_re_pull_of_a_conversation_its_re_pulls_missed() -> None:
+def plan_a_day_later(pending: dict[str, str], misses: dict[str, int] | None = None) -> RunPlan:
+    """The plan of a run a day after T0 whose cursor is half an hour old."""
     now = T0 + timedelta(days=1)
-    missed, fresh = T0 + timedelta(hours=2), T0 + timedelta(hours=10)
-    pending = {"MISSED": missed.isoformat(), "FRESH": fresh.isoformat()}
-    plan = plan_run(
+    return plan_run(
         cursor=now - timedelta(minutes=30),
         pending=pending,
         now=now,
         start_date=T0,
         lookback=timedelta(minutes=15),
         max_pending_age=timedelta(hours=24),
-        misses={"MISSED": CHECK_AFTER_MISSES + 1},
+        misses=misses,
     )
+
+
+def test_plan_run_widens_the_re_pull_of_a_conversation_its_re_pulls_missed() -> None:
+    missed, fresh = T0 + timedelta(hours=2), T0 + timedelta(hours=10)
+    pending = {"MISSED": missed.isoformat(), "FRESH": fresh.isoformat()}
+    plan = plan_a_day_later(pending, misses={"MISSED": CHECK_AFTER_MISSES + 1})
     assert plan.repull_targets == {"MISSED", "FRESH"}
     assert Window(missed - WIDEN_FROM, missed + WIDEN_FROM, False) in plan.repull_windows
     assert Window(fresh - REPULL_PADDING, fresh + REPULL_PADDING, True) in plan.repull_windows
@@ -59,17 +64,8 @@ def test_plan_run_widens_the_re_pull_of_a_conversation_its_re_pulls_missed() -> 
 def test_thousands_of_pending_conversations_cost_a_bounded_number_of_windows() -> None:
     """10k conversations stuck in progress cost one window each before (7,972 requests a run)."""
     draw = random.Random(7)
-    now = T0 + timedelta(days=1)
     started = [T0 + timedelta(seconds=draw.uniform(0, 20 * 3600)) for _ in range(10_000)]
-    pending = {f"C{i}": at.isoformat() for i, at in enumerate(started)}
-    plan = plan_run(
-        cursor=now - timedelta(minutes=30),
-        pending=pending,
-        now=now,
-        start_date=T0,
-        lookback=timedelta(minutes=15),
-        max_pending_age=timedelta(hours=24),
-    )
+    plan = plan_a_day_later({f"C{i}": at.isoformat() for i, at in enumerate(started)})
     assert len(plan.repull_windows) <= MAX_REPULL_WINDOWS
     assert all(window.finished_only for window in plan.repull_windows)
     ordered = sorted(plan.repull_windows, key=lambda window: window.start)
