@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 # Loaded packages kept in `load/loaded/` after a good load: dlt's `dlt pipeline ... load-package`
 # shows the last one, and the last two let a merge be compared with the one before it.
 KEEP_LOADED_PACKAGES = 2
+# Rows of the pipeline's state kept in the destination's `_dlt_pipeline_state`: dlt adds one
+# with every load that changed the state and reads only the newest, so the table would grow by
+# a full copy of the state (and its pending set) per run, for ever.
+KEEP_STATE_ROWS = 3
 # DuckDB's message when another process holds the file: "Could not set lock on file "<path>":
 # Conflicting lock is held in <program> (PID <n>) by user <u>."
 DUCKDB_LOCK_HELD = re.compile(
@@ -182,3 +186,28 @@ def load_began(pipeline: dlt.Pipeline, load_id: str) -> bool:
         or jobs.get("failed_jobs")
         or any(job.job_file_info.retry_count > 0 for job in jobs.get("new_jobs", []))
     )
+
+
+def prune_state_history(pipeline: dlt.Pipeline, keep: int = KEEP_STATE_ROWS) -> None:
+    """Deletes this pipeline's rows of `_dlt_pipeline_state` but the newest `keep`.
+
+    dlt restores the state from the newest row of a completed load, written in the same load
+    as the data it describes; an older row is never read again. Rows are told apart by the
+    state version, which only grows along a pipeline's history, so the newest row (the local
+    state's version) is never deleted. Another pipeline's rows in the same dataset are kept.
+    A destination without SQL, or a delete it refuses, leaves the rows as they are.
+    """
+    version = pipeline.state.get("_state_version")
+    if not isinstance(version, int) or version <= keep:
+        return
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(pipeline.default_schema.state_table_name)
+            client.execute_sql(
+                f"DELETE FROM {table} WHERE pipeline_name = %s AND version <= %s",
+                pipeline.pipeline_name,
+                version - keep,
+            )
+    except Exception as error:
+        # Housekeeping: the load is committed whatever happens here.
+        logger.warning("could not prune old rows of the pipeline state table: %s", error)

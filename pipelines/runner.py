@@ -23,12 +23,14 @@ from pipelines.operations import (
     abort_started_loads,
     duckdb_lock_message,
     pipeline_lock,
+    prune_state_history,
     prune_working_folder,
     refuse_appending_destination,
 )
 from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
 from sources.polyai.records import dlt_column_hints, rows_with_json_values
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
+from sources.polyai.state import SourceState
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -242,6 +244,7 @@ def load_parts_locked(
         yield load(source)
         # After the caller has read this part's packages (its summary counts their files).
         prune_working_folder(pipeline)
+        prune_state_history(pipeline)
         if caught_up(pipeline):
             return
         if previous_cursor is not None and cursor(pipeline) == previous_cursor:
@@ -250,18 +253,18 @@ def load_parts_locked(
         logger.info("backfill loaded up to %s; loading the next part", previous_cursor)
 
 
-def source_state(pipeline: dlt.Pipeline) -> dict[str, Any]:
-    return pipeline.state.get("sources", {}).get("polyai", {})
+def source_state(pipeline: dlt.Pipeline) -> SourceState:
+    return SourceState.of_pipeline(pipeline.state)
 
 
 def caught_up(pipeline: dlt.Pipeline) -> bool:
     """Whether the pipeline's last load read everything up to its clock (see run_load)."""
-    return bool(source_state(pipeline).get("last_run", {}).get("caught_up", True))
+    return source_state(pipeline).last_run.caught_up
 
 
 def cursor(pipeline: dlt.Pipeline) -> str | None:
     """How far `started_at` has been read (ISO 8601 UTC), None before the first load."""
-    return source_state(pipeline).get("cursor")
+    return source_state(pipeline).cursor
 
 
 def combine(summaries: list[RunSummary]) -> RunSummary:
@@ -305,20 +308,20 @@ def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
     trace = pipeline.last_trace
     row_counts = loaded_row_counts(trace, load_info)
     state = source_state(pipeline)
-    last_run = state.get("last_run", {})
+    last_run = state.last_run
     return RunSummary(
         conversations=row_counts.get("conversations", 0),
         turns=row_counts.get("turns", 0),
-        pending=len(state.get("pending", {})),
-        cursor=state.get("cursor"),
-        requests=last_run.get("requests", 0),
-        expired=last_run.get("expired", 0),
-        hidden_transcripts=last_run.get("hidden_transcripts", 0),
+        pending=len(state.pending),
+        cursor=state.cursor,
+        requests=last_run.requests,
+        expired=last_run.expired,
+        hidden_transcripts=last_run.hidden_transcripts,
         new_columns=new_columns(load_info),
         load_info=load_info,
-        caught_up=last_run.get("caught_up", True),
+        caught_up=last_run.caught_up,
         step_seconds=step_seconds(trace),
-        replaced_text=last_run.get("replaced_text", {}),
+        replaced_text=dict(last_run.replaced_text),
     )
 
 

@@ -19,6 +19,7 @@ from warehouse_rows import read_rows
 from pipelines.runner import DEFAULT_DATASET, RunSummary, make_pipeline, run_load
 from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
+from sources.polyai.state import SourceState
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -74,6 +75,11 @@ class Harness:
     @property
     def source_state(self) -> dict[str, Any]:
         return self.pipeline.state.get("sources", {}).get("polyai", {})
+
+    @property
+    def pending(self) -> dict[str, str]:
+        """The pending set as the source reads it (id -> started_at), decoded from the state."""
+        return SourceState.of_pipeline(self.pipeline.state).pending
 
 
 def make_harness(

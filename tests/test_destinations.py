@@ -266,7 +266,7 @@ def runs_while_the_clock_moves_end_exactly_at_the_truth(harness: Harness) -> Non
     assert any(turn.get("latency_detail") for turn in turns), "no JSON latency in the scenario"
     problems = compare_tables(truth, conversations, turns)
     assert not problems, "\n".join(problems[:20])
-    assert harness.source_state["pending"] == {}
+    assert harness.pending == {}
 
 
 def check_column_types(harness: Harness, expected: dict[str, str]) -> None:
@@ -355,7 +355,7 @@ def test_a_fresh_working_folder_resumes_from_the_state_kept_in_the_warehouse(
             harness.rows("turns", "conversation_id, turn_index"),
         )
         assert not problems, "\n".join(problems[:20])
-        assert harness.source_state["pending"] == {}
+        assert harness.pending == {}
 
 
 def param_value(entry: dict[str, Any], name: str) -> Any:

@@ -13,6 +13,7 @@ from conftest import T0, Harness, make_harness
 from dlt.extract.source import DltSource
 from truth import compare_tables
 
+from pipelines.operations import KEEP_STATE_ROWS
 from pipelines.runner import TIMED_STEPS, make_pipeline, run_load
 from polyai_simulator import Faults, SimClock, SimConfig
 from sources.polyai import TURN_KEY, polyai_source
@@ -52,7 +53,7 @@ def check_run_against_truth(harness: Harness) -> None:
         [row for row in turns if row["conversation_id"] in finished_ids],
     )
     assert not problems, "\n".join(problems[:20])
-    pending = harness.source_state.get("pending", {})
+    pending = harness.pending
     stale = loaded_ids - finished_ids - set(pending)
     assert not stale, f"in-progress rows that nobody will re-pull: {sorted(stale)[:3]}"
 
@@ -91,7 +92,7 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
     faults_seen: list[str] = []
     requests = 0
     for minutes in STEPS_MINUTES:
-        pending_before = len(harness.source_state.get("pending", {}))
+        pending_before = len(harness.pending)
         harness.simulator.reset_stats()
         summary = harness.run()
         assert summary.caught_up and summary.cursor == harness.clock.now().isoformat()
@@ -121,7 +122,7 @@ def test_runs_while_the_clock_moves_end_exactly_at_the_truth(
         harness.rows("turns", "conversation_id, turn_index"),
     )
     assert not problems, "\n".join(problems[:20])
-    assert harness.source_state["pending"] == {}
+    assert harness.pending == {}
 
 
 def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(harness: Harness) -> None:
@@ -146,8 +147,11 @@ def test_a_backfill_beyond_max_conversations_per_load_is_committed_load_by_load(
     # Each load was committed on its own, with the cursor it had reached.
     committed = harness.rows("_dlt_loads", "inserted_at")
     assert len(committed) == summary.loads and all(row["status"] == 0 for row in committed)
-    cursors = [row["state"] for row in harness.rows("_dlt_pipeline_state", "created_at")]
-    assert len(cursors) == summary.loads
+    # Each load wrote its own state row; the newest KEEP_STATE_ROWS of them are kept.
+    state_rows = harness.rows("_dlt_pipeline_state", "created_at")
+    newest_loads = [row["load_id"] for row in committed][-KEEP_STATE_ROWS:]
+    assert [row["_dlt_load_id"] for row in state_rows] == newest_loads
+    assert len({row["state"] for row in state_rows}) == len(state_rows)
     # Caught up: the next run reads only what is new.
     harness.simulator.reset_stats()
     harness.clock.advance(timedelta(minutes=5))
@@ -320,7 +324,7 @@ def test_windows_that_overlap_at_the_api_still_load_each_conversation_once(tmp_p
             if first_run:
                 # The first run is the backfill: overlaps were served and dropped, not loaded.
                 assert served > summary.conversations == len(harness.rows("conversations", "id"))
-        assert not harness.source_state["pending"]
+        assert not harness.pending
 
 
 def check_run_against_truth_at_run_time(harness: Harness) -> None:

@@ -147,7 +147,7 @@ def test_runs_against_a_time_filter_offset_from_started_at_end_at_the_truth(
         turns = harness.rows("turns", "conversation_id, turn_index")
         problems = compare_tables(harness.simulator.truth(), conversations, turns)
         assert not problems, "\n".join(problems[:20])
-        assert not harness.source_state.get("pending"), "conversations left pending"
+        assert not harness.pending, "conversations left pending"
     messages = [record.getMessage() for record in caplog.records]
     assert not [message for message in messages if "were not returned by their re-pulls" in message]
     assert any("its time filter disagrees" in message for message in messages)

@@ -56,6 +56,7 @@ from .settings import (
     DEFAULT_REGION,
     TURN_COLUMN_TYPES,
 )
+from .state import LastRun, SourceState
 from .text_repair import TextRepair, destination_keeps_nul
 from .typed_pages import page_decoder
 from .windows import (
@@ -121,8 +122,6 @@ TURNS_MERGE: Final[dict[str, Any]] = {
 }
 # An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
 FILTER_TOLERANCE: Final = timedelta(seconds=1)
-# Source state: per pending conversation, the runs whose re-pulls missed it (repulls).
-REPULL_MISSES: Final = "repull_misses"
 
 
 def utc_now() -> datetime:
@@ -224,9 +223,9 @@ def conversation_pages(
 
     @dlt.resource(name="conversation_pages", selected=False)
     def read_pages() -> Iterator[list[dict[str, Any]]]:
-        state = dlt.current.source_state()
-        pending: dict[str, str] = state.setdefault("pending", {})
-        cursor_text = state.get("cursor")
+        state = SourceState(dlt.current.source_state())
+        pending = state.pending
+        cursor_text = state.cursor
         now = clock()
         plan = plan_run(
             cursor=parse_timestamp(cursor_text) if cursor_text else None,
@@ -237,7 +236,7 @@ def conversation_pages(
             max_pending_age=settings.max_pending_age,
             max_window_span=settings.window_span,
             concurrency=settings.concurrency,
-            misses=state.get(REPULL_MISSES, {}),
+            misses=state.repull_misses,
         )
         forget_expired(pending, plan, settings)
         hidden_transcripts = 0
@@ -287,15 +286,16 @@ def conversation_pages(
             cursor_after(plan, main_windows_read), client.earliest_server_time
         )
         if next_cursor is not None:
-            state["cursor"] = isoformat_utc(next_cursor)
-        state["last_run"] = {
-            "requests": client.requests_made,
-            "repull_windows": len(plan.repull_windows),
-            "expired": len(plan.expired),
-            "hidden_transcripts": hidden_transcripts,
-            "replaced_text": replaced_text,
-            "caught_up": main_windows_read >= len(plan.main_windows),
-        }
+            state.cursor = isoformat_utc(next_cursor)
+        state.save_pending()
+        state.last_run = LastRun(
+            requests=client.requests_made,
+            repull_windows=len(plan.repull_windows),
+            expired=len(plan.expired),
+            hidden_transcripts=hidden_transcripts,
+            replaced_text=replaced_text,
+            caught_up=main_windows_read >= len(plan.main_windows),
+        )
 
     return read_pages
 
@@ -341,13 +341,10 @@ def normalized(page: Page, api_version: str) -> list[dict[str, Any]]:
     return page.conversations
 
 
-def track_repull_misses(state: Any, plan: RunPlan, seen: set[str]) -> None:
+def track_repull_misses(state: SourceState, plan: RunPlan, seen: set[str]) -> None:
     """Counts, per pending conversation, the runs whose re-pulls did not return it (repulls)."""
-    misses = next_misses(plan.repull_targets, seen, state.get(REPULL_MISSES, {}))
-    if misses:
-        state[REPULL_MISSES] = misses
-    else:
-        state.pop(REPULL_MISSES, None)
+    misses = next_misses(plan.repull_targets, seen, state.repull_misses)
+    state.repull_misses = misses
     lost = sorted(conversation_id for conversation_id, count in misses.items() if newly_lost(count))
     if lost:
         logger.warning(
