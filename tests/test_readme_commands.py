@@ -25,7 +25,10 @@ from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-INSTALL = ("python3 -m venv .venv", '.venv/bin/pip install -e ".[test]"')
+# The demo's install is the project alone; the test command adds the test extra.
+INSTALL = ("python3 -m venv .venv", ".venv/bin/pip install -e .")
+TEST_COMMAND = ('.venv/bin/pip install -e ".[test]"', ".venv/bin/python -m pytest")
+CI = ROOT / ".ci" / "run"
 
 pytestmark = pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the project's virtualenv")
 
@@ -64,6 +67,12 @@ def demo_command() -> str:
     (demo,) = parts[len(INSTALL) :]
     assert "--demo" in demo
     return demo
+
+
+def readme_test_command() -> tuple[str, ...]:
+    """The README's second command, split at `&&`."""
+    (_, second) = commands(code_blocks("Two commands", "bash")[0])
+    return tuple(part.strip() for part in second.split("&&"))
 
 
 def real_api_block() -> str:
@@ -217,13 +226,24 @@ def test_the_default_duckdb_gets_the_memory_limit_and_the_variable_replaces_it(c
     assert replaced.stdout.splitlines()[0].startswith("[('244.1 MiB', ")
 
 
+def test_the_test_command_installs_the_test_extra_and_ci_runs_it() -> None:
+    assert readme_test_command() == TEST_COMMAND
+    install, pytest_command = TEST_COMMAND
+    ci = [line.strip() for line in CI.read_text(encoding="utf-8").splitlines()]
+    # CI installs the same extra, quietly: `pip install [options] -e ".[test]"` into the same .venv.
+    extra = install.split(" install ", 1)[1]
+    installs = [line for line in ci if line.startswith(".venv/bin/") and " pip install " in line]
+    assert any(line.endswith(extra) for line in installs), ci
+    assert any(line.startswith(pytest_command) for line in ci), ci
+
+
 @pytest.mark.slow
 def test_the_install_command_installs_what_the_demo_and_its_shell_need(tmp_path: Path) -> None:
-    """The README's install, without the test extra (~40 s here), then its demo command."""
+    """The README's install exactly as written (no test extra; ~40 s here), then its demo command."""
     checkout = Checkout(tmp_path / "repo", isolated_env(tmp_path))
     copy_repository(checkout.folder)
     venv, install = INSTALL
-    installed = checkout.bash(f"{venv} && {install.replace('.[test]', '.')} -q", timeout=600)
+    installed = checkout.bash(f"{venv} && {install} -q", timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
     demo = checkout.bash(f"{demo_command()} --demo-conversations 200")
     assert demo.returncode == 0, demo.stderr
