@@ -244,8 +244,9 @@ def load_parts_locked(
         yield load(source)
         # After the caller has read this part's packages (its summary counts their files).
         prune_working_folder(pipeline)
-        prune_state_history(pipeline)
         if caught_up(pipeline):
+            # Once per run: the parts of a backfill add only a few rows before it.
+            prune_state_history(pipeline)
             return
         if previous_cursor is not None and cursor(pipeline) == previous_cursor:
             raise RuntimeError(f"a backfill part did not move the cursor ({previous_cursor})")
