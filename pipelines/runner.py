@@ -4,62 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
-from dlt.common.destination import TLoaderFileFormat
 from dlt.common.pipeline import LoadInfo
 from dlt.common.storages import FileStorage
 from dlt.extract.source import DltSource
 from dlt.pipeline.trace import PipelineTrace
 
-from pipelines.operations import (
-    DestinationBusy,
-    DestinationRefused,
-    PipelineBusy,
-    abort_started_loads,
-    duckdb_lock_message,
-    pipeline_lock,
-    prune_state_history,
-    prune_working_folder,
-    refuse_appending_destination,
-)
-from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError
-from sources.polyai.records import dlt_column_hints, rows_with_json_values
+from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError, iter_load_parts
+from sources.polyai.operations import DestinationBusy, DestinationRefused, PipelineBusy, duckdb_lock_message
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from sources.polyai.state import SourceState
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_PIPELINE_NAME = "polyai_conversations"
 DEFAULT_DATASET = "polyai"
 
-# Per destination, the loader file format that keeps JSON values exact and timestamps typed
-# (measured in tests/test_destinations.py):
-# - DuckDB, MotherDuck: Parquet straight from the Arrow tables, the fast path (jsonl would add
-#   keys of other rows as nulls into JSON objects).
-# - filesystem: Parquet; JSON columns are JSON text there, as in any Parquet file.
-# - BigQuery: jsonl (dlt refuses `json` columns from Parquet), JSON values as objects.
-# - Snowflake: jsonl, JSON values as objects: Parquet text would land in VARIANT as a string.
-# - PostgreSQL: insert_values; the JSON text is cast to `jsonb` on load. Its csv (dlt's choice
-#   for Arrow tables) loads empty strings as NULL: COPY's FORCE_NULL on every nullable column.
-FILE_FORMATS: dict[str, TLoaderFileFormat | None] = {
-    "duckdb": "parquet",
-    "motherduck": "parquet",
-    "filesystem": "parquet",
-    "snowflake": "jsonl",
-    "bigquery": "jsonl",
-    "postgres": "insert_values",
-}
-# Destinations whose loaders cannot take JSON from Arrow text: the tables' rows reach dlt as
-# Python values with the JSON parsed, and dlt writes them as nested JSON.
-JSON_AS_OBJECTS = frozenset({"bigquery", "snowflake"})
-# The resources that yield Arrow tables with JSON text columns.
-DATA_RESOURCES = ("conversations", "turns")
 # dlt's steps of a load, in the order they run (one after the other, for every part).
 TIMED_STEPS = ("extract", "normalize", "load")
 
@@ -123,10 +88,6 @@ def configured_global_config(destination: dlt.destinations.duckdb) -> bool:
     return resolved.credentials is not None and resolved.credentials.global_config is not None
 
 
-def destination_name(pipeline: dlt.Pipeline) -> str:
-    return pipeline.destination.destination_name if pipeline.destination else "duckdb"
-
-
 @dataclass
 class RunSummary:
     conversations: int
@@ -175,38 +136,13 @@ class RunSummary:
         return "\n".join(lines)
 
 
-# Destinations the end-to-end suite runs against: DuckDB files, a real PostgreSQL server, and
-# BigQuery and Snowflake through local emulators (tests/test_destinations.py), plus live
-# BigQuery and Snowflake tests when credentials are set.
-TESTED_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake")
-
-
 def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> RunSummary:
-    """Load until the cursor has caught up with now: one load, or several for a long backfill.
-
-    `make_source` builds the source for each load (a dlt source is read once). Each load is
-    committed with its cursor before the next starts, so a failure loses at most one load's
-    work, and the next run goes on from there.
-    """
-    refuse_appending_destination(pipeline)
-    destination = destination_name(pipeline)
-    if destination not in TESTED_DESTINATIONS:
-        logger.warning(
-            "destination %s is not covered by this connector's end-to-end tests (%s are): "
-            "check after the first load that JSON columns (metrics, state, intents, entities) "
-            "hold objects, not quoted strings",
-            destination,
-            ", ".join(TESTED_DESTINATIONS),
-        )
+    """Load until the cursor has caught up with now (sources.polyai.load_until_caught_up), summarized."""
     try:
         summaries = [
             # Summarized as each part is committed: the trace holds only the last run.
             summarize(pipeline, load_info)
-            for load_info in load_in_parts(
-                pipeline,
-                make_source,
-                lambda source: pipeline.run(source, loader_file_format=FILE_FORMATS.get(destination)),
-            )
+            for load_info in iter_load_parts(pipeline, make_source, pipeline.run)
         ]
     except Exception as error:
         held = duckdb_lock_message(error)
@@ -214,44 +150,6 @@ def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> Ru
             raise
         raise DestinationBusy(held) from error
     return combine(summaries)
-
-
-def load_in_parts(
-    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
-) -> Iterator[T]:
-    """Loads a fresh source with `load` until the cursor has caught up; yields each part's result.
-
-    Shared by run_load and orchestrators with their own way of running a source (the Dagster
-    example): the source is adapted to the destination, and a part that does not move the
-    cursor stops the loop (each part reads at least one window: WindowQueue). The pipeline's
-    lock is held throughout (one run at a time), and after each part the working folder is
-    pruned of what dlt will not read again.
-    """
-    refuse_appending_destination(pipeline)
-    with pipeline_lock(pipeline):
-        yield from load_parts_locked(pipeline, make_source, load)
-
-
-def load_parts_locked(
-    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
-) -> Iterator[T]:
-    destination = destination_name(pipeline)
-    abort_started_loads(pipeline)
-    previous_cursor: str | None = None
-    while True:
-        source = make_source()
-        prepare_source(source, destination)
-        yield load(source)
-        # After the caller has read this part's packages (its summary counts their files).
-        prune_working_folder(pipeline)
-        if caught_up(pipeline):
-            # Once per run: the parts of a backfill add only a few rows before it.
-            prune_state_history(pipeline)
-            return
-        if previous_cursor is not None and cursor(pipeline) == previous_cursor:
-            raise RuntimeError(f"a backfill part did not move the cursor ({previous_cursor})")
-        previous_cursor = cursor(pipeline)
-        logger.info("backfill loaded up to %s; loading the next part", previous_cursor)
 
 
 def source_state(pipeline: dlt.Pipeline) -> SourceState:
@@ -292,17 +190,6 @@ def combine(summaries: list[RunSummary]) -> RunSummary:
             sorted(sum((Counter(summary.replaced_text) for summary in summaries), Counter()).items())
         ),
     )
-
-
-def prepare_source(source: DltSource, destination: str) -> None:
-    """Adapts what the resources yield to what the destination's loader keeps exact."""
-    if destination not in JSON_AS_OBJECTS:
-        return
-    for name in DATA_RESOURCES:
-        # Python rows carry no schema: every known column is declared, as the Arrow schema
-        # did for the other destinations.
-        source.resources[name].apply_hints(columns=dlt_column_hints(KNOWN_COLUMNS[name]))
-        source.resources[name].add_map(rows_with_json_values)
 
 
 def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:

@@ -10,6 +10,8 @@ KILL_AT, one of:
   the staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row:
   committed in the destination, before dlt records it done).
 POLYAI_TEST_LOAD_OPTIONS: JSON of extra source options.
+POLYAI_TEST_PLAIN_DLT=1: the run is dlt's own `dlt.pipeline(...).run(polyai_source())`, not
+the command's runner (for KILL_AT none and after_job:...).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dlt.common.destination.client import RunnableLoadJob  # noqa: E402
 from dlt.common.storages.load_storage import LoadStorage  # noqa: E402
 from dlt.extract.storage import ExtractStorage  # noqa: E402
 
-from pipelines.runner import FILE_FORMATS, make_pipeline, run_load  # noqa: E402
+from pipelines.runner import make_pipeline, run_load  # noqa: E402
 from sources.polyai import client as client_module  # noqa: E402
 from sources.polyai import polyai_source  # noqa: E402
 
@@ -107,7 +109,12 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
     now = datetime.fromisoformat(now_iso)
     if kill_at.startswith("extract:"):
         kill_after_pages(int(kill_at.split(":")[1]))
-    pipeline = make_pipeline("crash", dlt.destinations.duckdb(database), "polyai", pipelines_dir)
+    plain = os.environ.get("POLYAI_TEST_PLAIN_DLT") == "1"
+    if plain:
+        pipeline = dlt.pipeline("crash", destination=dlt.destinations.duckdb(database), dataset_name="polyai",
+                                pipelines_dir=pipelines_dir)
+    else:
+        pipeline = make_pipeline("crash", dlt.destinations.duckdb(database), "polyai", pipelines_dir)
     # Extra source options from the test, e.g. loads of a few conversations.
     load_options = json.loads(os.environ.get("POLYAI_TEST_LOAD_OPTIONS", "{}"))
     source = functools.partial(
@@ -132,13 +139,16 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         kill_before_commit(ExtractStorage)
     elif kill_at == "before_normalize_commit":
         kill_before_commit(LoadStorage)
+    if plain:
+        pipeline.run(source())
+        return
     if kill_at == "none" or kill_at.startswith(("after_job:", "before_")):
         run_load(pipeline, source)  # the real path: finishes a half-done load first
         return
     if kill_at == "second_load":
         run_load(pipeline, killed_in_second_load(source))
         return
-    pipeline.extract(source(), loader_file_format=FILE_FORMATS["duckdb"])
+    pipeline.extract(source())
     if kill_at == "after_extract":
         die()
     pipeline.normalize()

@@ -21,7 +21,12 @@ WORKER = Path(__file__).resolve().parent / "crash_worker.py"
 
 
 def run_worker(
-    base_url: str, tmp_path: Path, simulator: Simulator, kill_at: str, load_options: dict | None = None
+    base_url: str,
+    tmp_path: Path,
+    simulator: Simulator,
+    kill_at: str,
+    load_options: dict | None = None,
+    plain_dlt: bool = False,
 ) -> int:
     result = subprocess.run(
         [
@@ -36,7 +41,11 @@ def run_worker(
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "POLYAI_TEST_LOAD_OPTIONS": json.dumps(load_options or {})},
+        env={
+            **os.environ,
+            "POLYAI_TEST_LOAD_OPTIONS": json.dumps(load_options or {}),
+            "POLYAI_TEST_PLAIN_DLT": "1" if plain_dlt else "0",
+        },
     )
     if kill_at == "none" or result.returncode not in (0, -signal.SIGKILL):
         assert result.returncode == 0, result.stderr[-3000:]
@@ -140,6 +149,26 @@ def test_a_kill_at_each_commit_point_then_a_rerun_doubles_and_loses_nothing(
     run_worker(base_url, tmp_path, simulator, "none")
     assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
     assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
+
+
+@pytest.mark.parametrize("kill_at", ["after_job:turns.parquet", "after_job:conversations.sql"])
+def test_a_plain_dlt_run_killed_mid_load_then_run_again_doubles_and_loses_nothing(
+    tmp_path: Path, world: tuple[Simulator, str], kill_at: str
+) -> None:
+    """`dlt.pipeline(...).run(polyai_source())` alone, no runner: dlt would resume the killed
+    load and stage its rows twice; the source aborts it when created and reads it again."""
+    simulator, base_url = world
+    run_worker(base_url, tmp_path, simulator, "none", plain_dlt=True)
+    simulator.clock.advance(timedelta(minutes=50))
+    code = run_worker(base_url, tmp_path, simulator, kill_at, plain_dlt=True)
+    assert code == -signal.SIGKILL, f"the worker was not killed at {kill_at} (exit {code})"
+    run_worker(base_url, tmp_path, simulator, "none", plain_dlt=True)
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    simulator.clock.advance(timedelta(hours=12))
+    run_worker(base_url, tmp_path, simulator, "none", plain_dlt=True)
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    problems = compare_tables(simulator.truth(), conversations, turns)
+    assert not problems, "\n".join(problems[:20])
 
 
 @pytest.mark.slow

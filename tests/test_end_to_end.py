@@ -13,10 +13,10 @@ from conftest import T0, Harness, make_harness
 from dlt.extract.source import DltSource
 from truth import compare_tables
 
-from pipelines.operations import KEEP_STATE_ROWS
 from pipelines.runner import TIMED_STEPS, make_pipeline, run_load
 from polyai_simulator import Faults, SimClock, SimConfig
 from sources.polyai import TURN_KEY, polyai_source
+from sources.polyai.operations import KEEP_STATE_ROWS
 
 # Uneven steps so that runs land at all phases of conversations' lives.
 FAULT_SEED = 1

@@ -19,10 +19,10 @@ from test_cli import SCRIPT, run_cli
 from test_crashes import tables
 from truth import compare_tables
 
-from pipelines.operations import folder_size, prune_working_folder
 from pipelines.runner import DEFAULT_PIPELINE_NAME
 from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
+from sources.polyai.operations import folder_size, prune_working_folder
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from conftest import T0, make_harness
 from truth import compare_tables
 
-from pipelines.operations import KEEP_STATE_ROWS
 from pipelines.runner import make_pipeline
 from polyai_simulator import SimClock, SimConfig
+from sources.polyai.operations import KEEP_STATE_ROWS
 from sources.polyai.state import LastRun, SourceState, decode_pending, encode_pending
 
 

@@ -16,6 +16,7 @@ start in other folders); on BigQuery or Snowflake nothing else is needed.
 from collections.abc import Iterator
 from typing import Any
 
+import dlt as dlt_library
 from dagster import (
     AssetExecutionContext,
     AssetSelection,
@@ -29,22 +30,17 @@ from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.extract.source import DltSource
 
 from pipelines.dbt_runner import run_dbt
-from pipelines.runner import (
-    DEFAULT_DATASET,
-    DEFAULT_PIPELINE_NAME,
-    FILE_FORMATS,
-    load_in_parts,
-    make_pipeline,
-)
-from sources.polyai import polyai_source
+from sources.polyai import load_until_caught_up, polyai_source
 
 # "bigquery" or "snowflake" work the same way, with dlt's credentials for them.
 DESTINATION = "duckdb"
 GROUP = "polyai"
 HOURLY = "0 * * * *"
 
-# The CLI's pipeline name and dataset: switching from cron to Dagster continues the same state.
-polyai_pipeline = make_pipeline(DEFAULT_PIPELINE_NAME, DESTINATION, DEFAULT_DATASET)
+# The command's pipeline name and dataset: switching from cron to Dagster continues the same state.
+polyai_pipeline = dlt_library.pipeline(
+    pipeline_name="polyai_conversations", destination=DESTINATION, dataset_name="polyai"
+)
 
 
 def asset_naming_source() -> DltSource:
@@ -67,18 +63,16 @@ def asset_naming_source() -> DltSource:
     pool="polyai_load",
 )
 def polyai_tables(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-    # As run_load does: a backfill beyond max_conversations_per_load is loaded in several
-    # committed parts, each with a fresh source (settings from the run's config, clock now).
-    # Dagster takes one materialization per asset and run: the last part's is reported.
-    parts = load_in_parts(
+    # A backfill beyond max_conversations_per_load is loaded in several committed parts, each
+    # with a fresh source (settings from the run's config, clock now). The source picks the
+    # file format and JSON handling for the destination itself. Dagster takes one
+    # materialization per asset and run: the last part's is reported.
+    parts = load_until_caught_up(
         polyai_pipeline,
         polyai_source,
-        lambda source: list(
-            dlt.run(context=context, dlt_source=source, loader_file_format=FILE_FORMATS.get(DESTINATION))
-        ),
+        lambda source: list(dlt.run(context=context, dlt_source=source)),
     )
-    *_, last_part = parts
-    yield from last_part
+    yield from parts[-1]
 
 
 @asset(deps=[polyai_tables], group_name=GROUP)

@@ -23,24 +23,23 @@ from typing import Any, Final
 
 import dlt
 import msgspec
-import pyarrow as pa
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
 from .concurrent_windows import WindowQueue, iter_windows_concurrently
 from .config import ConfigurationError, ConnectorSettings, build_settings
+from .loading import iter_load_parts, load_until_caught_up, prepare_active_pipeline, warn_if_not_caught_up
+from .operations import refuse_appending_destination
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
 from .records import (
     arrow_column_hints,
     conversations_table,
-    dlt_column_hints,
     has_hidden_transcript,
     isoformat_utc,
     normalize_v1_conversation,
     parse_timestamp,
     turns_table,
-    types_from_schema,
 )
 from .redaction import register_secrets
 from .repulls import WIDEST, newly_lost, next_misses
@@ -57,7 +56,7 @@ from .settings import (
     TURN_COLUMN_TYPES,
 )
 from .state import LastRun, SourceState
-from .text_repair import TextRepair, destination_keeps_nul
+from .table_output import TableOutput
 from .typed_pages import page_decoder
 from .windows import (
     RunPlan,
@@ -74,6 +73,8 @@ __all__ = [
     "ConfigurationError",
     "InvalidResponseError",
     "PolyAIAPIError",
+    "iter_load_parts",
+    "load_until_caught_up",
     "polyai_source",
 ]
 
@@ -105,7 +106,7 @@ TURN_KEY: Final = ("conversation_id", "turn_index")
 # merges skip dlt's ROW_NUMBER() pass over the staged rows: with it, a load of 50k conversations
 # ran out of DuckDB's 64MB. A row can still be staged twice when a load is resumed after a kill
 # (dlt's load jobs are at-least-once): the runner aborts such a load and reads its range again
-# instead (pipelines.operations.abort_started_loads).
+# instead (operations.abort_started_loads).
 CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
     "disposition": "merge",
     "strategy": "delete-insert",
@@ -166,9 +167,8 @@ def polyai_source(
     """The PolyAI source. Settings come from dlt config/secrets, section `sources.polyai`.
 
     `clock` returns "now" for the run (tests and the simulator move it); it defaults to UTC now.
-    A backfill longer than `max_conversations_per_load` reads only its first part: the source
-    state's `last_run.caught_up` is false, and `pipelines.runner.run_load` loads again until
-    it is true.
+    A backfill longer than `max_conversations_per_load` reads only its first part per load:
+    `load_until_caught_up(pipeline)` loads part after part; a plain `pipeline.run` warns.
     """
     # First, so that every message built from here on (errors, logs) masks the key and the salt.
     register_secrets(api_key, pii_salt)
@@ -204,12 +204,13 @@ def polyai_source(
         now=clock(),
     )
     privacy = build_privacy_rules(phone_numbers, pii_salt, redact_transcripts, redact_state_keys)
-    conversation_types = ColumnTypes("conversations", CONVERSATION_COLUMN_TYPES)
-    turn_types = ColumnTypes("turns", TURN_COLUMN_TYPES)
+    prepare_active_pipeline()
+    conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES)
+    turn_output = TableOutput("turns", TURN_COLUMN_TYPES)
     pages = conversation_pages(
-        PolyAIClient(settings), settings, privacy, clock, (conversation_types, turn_types)
+        PolyAIClient(settings), settings, privacy, clock, (conversation_output, turn_output)
     )
-    return (pages | conversations(types=conversation_types), pages | turns(types=turn_types))
+    return (pages | conversations(output=conversation_output), pages | turns(output=turn_output))
 
 
 def conversation_pages(
@@ -217,12 +218,13 @@ def conversation_pages(
     settings: ConnectorSettings,
     privacy: PrivacyRules,
     clock: Clock,
-    table_types: tuple[ColumnTypes, ColumnTypes],
+    table_outputs: tuple[TableOutput, TableOutput],
 ) -> DltResource:
     """Pages of conversations, normalized to v3, for the run's windows; keeps cursor and pending set."""
 
     @dlt.resource(name="conversation_pages", selected=False)
     def read_pages() -> Iterator[list[dict[str, Any]]]:
+        refuse_appending_destination(dlt.current.pipeline())
         state = SourceState(dlt.current.source_state())
         pending = state.pending
         cursor_text = state.cursor
@@ -249,8 +251,8 @@ def conversation_pages(
         )
         kept_this_run: set[str] = set()
         outside = timedelta(0)
-        client.text_repair = text_repair_for_destination()
-        decoder = typed_page_decoder(settings, privacy, *table_types)
+        client.text_repair = table_outputs[0].fit().text_repair()
+        decoder = typed_page_decoder(settings, privacy, *table_outputs)
         for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
             conversations = normalized(page, settings.api_version)
             outside = max(outside, furthest_outside(conversations, page.window))
@@ -296,14 +298,9 @@ def conversation_pages(
             replaced_text=replaced_text,
             caught_up=main_windows_read >= len(plan.main_windows),
         )
+        warn_if_not_caught_up(state, settings.max_conversations_per_load)
 
     return read_pages
-
-
-def text_repair_for_destination() -> TextRepair:
-    """What the pipeline's destination keeps of the API's text (text_repair), known at extract time."""
-    destination = dlt.current.pipeline().destination
-    return TextRepair(keep_nul=destination_keeps_nul(destination.destination_name if destination else None))
 
 
 def warn_replaced_text(replaced: dict[str, int]) -> None:
@@ -319,8 +316,8 @@ def warn_replaced_text(replaced: dict[str, int]) -> None:
 def typed_page_decoder(
     settings: ConnectorSettings,
     privacy: PrivacyRules,
-    conversation_types: ColumnTypes,
-    turn_types: ColumnTypes,
+    conversation_output: TableOutput,
+    turn_output: TableOutput,
 ) -> msgspec.json.Decoder | None:
     """The fast path's decoder (typed_pages), where it applies: v2/v3 pages loaded as they are.
 
@@ -329,7 +326,7 @@ def typed_page_decoder(
     """
     if settings.api_version == "v1" or privacy.active:
         return None
-    return page_decoder(conversation_types.current(), turn_types.current())
+    return page_decoder(conversation_output.current(), turn_output.current())
 
 
 def normalized(page: Page, api_version: str) -> list[dict[str, Any]]:
@@ -405,32 +402,6 @@ def forget_expired(pending: dict[str, str], plan: RunPlan, settings: ConnectorSe
     )
 
 
-def _with_new_column_hints(table: pa.Table, new_columns: dict[str, str]) -> Any:
-    if not new_columns:
-        return table
-    return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=dlt_column_hints(new_columns)))
-
-
-class ColumnTypes:
-    """Column types of one table for one run: the known ones plus those dlt's schema has learnt.
-
-    Read from the schema on the first page, so a field that arrived in an earlier run keeps
-    its type, and a value that does not fit goes to the field's `__v_json` column.
-    """
-
-    def __init__(self, table: str, known: dict[str, str]) -> None:
-        self.table = table
-        self.known = known
-        self._types: dict[str, str] | None = None
-
-    def current(self) -> dict[str, str]:
-        if self._types is None:
-            schema = dlt.current.source_schema()
-            columns = schema.tables.get(self.table, {}).get("columns", {})
-            self._types = types_from_schema(self.known, columns)
-        return self._types
-
-
 def without_merge_key(hints: dict[str, dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
     """Says so explicitly: dlt keeps a merge key stored by an earlier version otherwise."""
     return {**hints, name: {**hints[name], "merge_key": False}}
@@ -442,10 +413,10 @@ def without_merge_key(hints: dict[str, dict[str, Any]], name: str) -> dict[str, 
     write_disposition=CONVERSATIONS_MERGE,
     columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=CONVERSATION_KEY),
 )
-def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
+def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
-    table, new_columns = conversations_table(page, types.current())
-    yield _with_new_column_hints(table, new_columns)
+    table, new_columns = conversations_table(page, output.current())
+    yield output.hand_over(table, new_columns)
 
 
 @dlt.transformer(
@@ -455,8 +426,8 @@ def conversations(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[An
     # The destination scope replaces the merge key that earlier versions stored.
     columns=without_merge_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), "conversation_id"),
 )
-def turns(page: list[dict[str, Any]], types: ColumnTypes) -> Iterator[Any]:
-    """One row per turn; the merge key drops every earlier turn of a conversation loaded again."""
-    table, new_columns = turns_table(page, types.current())
+def turns(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
+    """One row per turn; a conversation loaded again replaces all of its earlier turns."""
+    table, new_columns = turns_table(page, output.current())
     if table.num_rows:
-        yield _with_new_column_hints(table, new_columns)
+        yield output.hand_over(table, new_columns)

@@ -1,0 +1,85 @@
+"""What each destination's loader keeps exact, chosen by the source at extract time.
+
+The source reads the pipeline it is extracted by (`dlt.current.pipeline()`), so that a plain
+`pipeline.run(polyai_source())` writes the same tables as the command: the loader file format
+travels as a table hint (which dlt's normalizer prefers to the pipeline's), and on destinations
+that cannot take JSON from Arrow text the rows reach dlt as Python values with JSON parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+import dlt
+from dlt.common.destination import TLoaderFileFormat
+
+from .text_repair import TextRepair, destination_keeps_nul
+
+logger = logging.getLogger(__name__)
+
+# Per destination, the loader file format that keeps JSON values exact and timestamps typed
+# (checked in tests/test_destinations.py and tests/test_plain_dlt.py):
+# - DuckDB, MotherDuck: Parquet straight from the Arrow tables, the fast path (jsonl would add
+#   keys of other rows as nulls into JSON objects).
+# - BigQuery: jsonl (dlt refuses `json` columns from Parquet), JSON values as objects.
+# - Snowflake: jsonl, JSON values as objects: Parquet text would land in VARIANT as a string.
+# - PostgreSQL: insert_values; the JSON text is cast to `jsonb` on load. Its csv (dlt's choice
+#   for Arrow tables) loads empty strings as NULL: COPY's FORCE_NULL on every nullable column.
+FILE_FORMATS: Final[dict[str, TLoaderFileFormat]] = {
+    "duckdb": "parquet",
+    "motherduck": "parquet",
+    "snowflake": "jsonl",
+    "bigquery": "jsonl",
+    "postgres": "insert_values",
+}
+# Destinations whose loaders cannot take JSON from Arrow text.
+JSON_AS_OBJECTS: Final = frozenset({"bigquery", "snowflake"})
+# Destinations the end-to-end suite runs against: DuckDB files, a real PostgreSQL server, and
+# BigQuery and Snowflake through local emulators, plus live accounts when credentials are set.
+TESTED_DESTINATIONS: Final = ("duckdb", "postgres", "bigquery", "snowflake")
+
+
+@dataclass(frozen=True)
+class DestinationFit:
+    """How the tables are handed to one destination's loader."""
+
+    destination: str | None
+    # None: dlt's own choice for the destination (untested destinations).
+    file_format: TLoaderFileFormat | None
+    json_as_objects: bool
+
+    @classmethod
+    def of(cls, destination: str | None) -> DestinationFit:
+        return cls(destination, FILE_FORMATS.get(destination or ""), destination in JSON_AS_OBJECTS)
+
+    def text_repair(self) -> TextRepair:
+        return TextRepair(keep_nul=destination_keeps_nul(self.destination))
+
+
+def destination_type(pipeline: dlt.Pipeline) -> str | None:
+    """`duckdb`, `bigquery`, ...: the destination's type, whatever name the user gave it."""
+    destination = pipeline.destination
+    return destination.destination_type.rsplit(".", 1)[-1] if destination is not None else None
+
+
+def current_fit() -> DestinationFit:
+    """The fit for the destination of the pipeline that is extracting the source."""
+    destination = destination_type(dlt.current.pipeline())
+    if destination is not None and destination not in TESTED_DESTINATIONS:
+        warn_untested(destination)
+    return DestinationFit.of(destination)
+
+
+@functools.cache
+def warn_untested(destination: str) -> None:
+    """Once per process: a backfill's parts each extract the source again."""
+    logger.warning(
+        "destination %s is not covered by this connector's end-to-end tests (%s are): check after "
+        "the first load that JSON columns (metrics, state, intents, entities) hold objects, not "
+        "quoted strings",
+        destination,
+        ", ".join(TESTED_DESTINATIONS),
+    )

@@ -1,0 +1,59 @@
+"""One table's rows as the pipeline's destination takes them, with the hints dlt needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+import pyarrow as pa
+
+from .destinations import DestinationFit, current_fit
+from .records import dlt_column_hints, rows_with_json_values, types_from_schema
+
+
+class TableOutput:
+    """Column types and destination fit of one table for one extraction of the source.
+
+    Both are read on the first page, from the pipeline that extracts: a field that arrived in an
+    earlier run keeps its type (a value that does not fit goes to the field's `__v_json`
+    column), and the destination decides the file format and how JSON reaches dlt. Hints that
+    dlt keeps on the resource once merged are sent with the first page only: dlt validates a
+    resource's column hints again for every item that carries them.
+    """
+
+    def __init__(self, table: str, known: dict[str, str]) -> None:
+        self.table = table
+        self.known = known
+        self._types: dict[str, str] | None = None
+        self._fit: DestinationFit | None = None
+        self._hinted = False
+
+    def current(self) -> dict[str, str]:
+        if self._types is None:
+            schema = dlt.current.source_schema()
+            columns = schema.tables.get(self.table, {}).get("columns", {})
+            self._types = types_from_schema(self.known, columns)
+        return self._types
+
+    def fit(self) -> DestinationFit:
+        if self._fit is None:
+            self._fit = current_fit()
+        return self._fit
+
+    def hand_over(self, table: pa.Table, new_columns: dict[str, str]) -> Any:
+        """`table` as dlt should receive it: Arrow, or Python rows where JSON must be objects."""
+        first, self._hinted = not self._hinted, True
+        fit = self.fit()
+        items: Any = rows_with_json_values(table) if fit.json_as_objects else table
+        columns = dict(new_columns)
+        if first and fit.json_as_objects:
+            # Python rows carry no schema: every known column is declared, as the Arrow schema
+            # does for the other destinations.
+            columns = {**self.known, **columns}
+        file_format = fit.file_format if first else None
+        if not columns and file_format is None:
+            return items
+        hints = dlt.mark.make_hints(
+            columns=dlt_column_hints(columns) if columns else None, file_format=file_format
+        )
+        return dlt.mark.with_hints(items, hints)
