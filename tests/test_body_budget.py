@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import gzip
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from conftest import Harness
+from dlt.sources.helpers.requests.session import Session
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState
 
 from polyai_simulator.faults import Faults
 from sources.polyai import concurrent_windows
-from sources.polyai.retries import reading_bodies_within_budget, release_dropped_response, reservation_of
+from sources.polyai.transport import (
+    Fetched,
+    RetryPolicy,
+    Transport,
+    read_within_budget,
+    release_dropped_response,
+)
 
 
 class RecordingBudget:
@@ -49,20 +55,34 @@ class FakeResponse:
         return self.body
 
 
-def send_returning(response: FakeResponse, budget: RecordingBudget | None) -> Any:
-    def send(request: Any, **kwargs: Any) -> FakeResponse:
+def read(response: FakeResponse, budget: RecordingBudget | None) -> Fetched:
+    return read_within_budget(response, budget)  # type: ignore[arg-type]
+
+
+def test_the_transport_asks_for_the_body_unread_and_reads_it_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+    budget = RecordingBudget(log)
+    response = FakeResponse(log, b"{}" * 50, **{"Content-Length": "100"})
+
+    def get(session: Session, url: str, **kwargs: Any) -> FakeResponse:
         assert kwargs["stream"] is True
         return response
 
-    return reading_bodies_within_budget(send, SimpleNamespace(body_budget=budget))  # type: ignore[arg-type]
+    monkeypatch.setattr(Session, "get", get)
+    transport = Transport({}, (1.0, 1.0), RetryPolicy(1, 0.0, 0.0, 10.0), retries=0, pool_size=1)
+    fetched = transport.get("http://api.invalid/conversations", {}, budget)
+    assert fetched.response is response and log == ["acquire 100", "read"]
+    assert fetched.body_bytes == budget.in_use == 100
 
 
 def test_a_body_of_declared_size_waits_for_room_before_it_is_read() -> None:
     log: list[str] = []
     budget = RecordingBudget(log)
-    response = send_returning(FakeResponse(log, b"{}" * 50, **{"Content-Length": "100"}), budget)(None)
+    fetched = read(FakeResponse(log, b"{}" * 50, **{"Content-Length": "100"}), budget)
     assert log == ["acquire 100", "read"]
-    reservation = reservation_of(response)
+    reservation = fetched.reservation
     assert reservation is not None and reservation.size == 100
     reservation.release()
     reservation.release()  # given back once only
@@ -78,7 +98,7 @@ def test_a_body_of_unknown_size_is_read_then_waits_for_room(headers: dict[str, s
     log: list[str] = []
     budget = RecordingBudget(log)
     body = gzip.decompress(gzip.compress(b"{" + b" " * 98 + b"}"))
-    send_returning(FakeResponse(log, body, **headers), budget)(None)
+    read(FakeResponse(log, body, **headers), budget)
     assert log == ["read", "acquire 100"]
     assert budget.in_use == 100
 
@@ -86,16 +106,16 @@ def test_a_body_of_unknown_size_is_read_then_waits_for_room(headers: dict[str, s
 def test_a_body_shorter_than_declared_holds_what_it_is() -> None:
     log: list[str] = []
     budget = RecordingBudget(log)
-    response = send_returning(FakeResponse(log, b"{}", **{"Content-Length": "100"}), budget)(None)
+    fetched = read(FakeResponse(log, b"{}", **{"Content-Length": "100"}), budget)
     assert log == ["acquire 100", "read", "release 100", "acquire 2"]
-    assert reservation_of(response).size == budget.in_use == 2  # type: ignore[union-attr]
+    assert fetched.reservation is not None and fetched.reservation.size == budget.in_use == 2
 
 
 def test_a_body_cut_off_while_read_gives_its_room_back() -> None:
     log: list[str] = []
     budget = RecordingBudget(log)
     with pytest.raises(ConnectionError):
-        send_returning(FakeResponse(log, b"reset", **{"Content-Length": "100"}), budget)(None)
+        read(FakeResponse(log, b"reset", **{"Content-Length": "100"}), budget)
     assert log == ["acquire 100", "read", "release 100"]
     assert budget.in_use == 0
 
@@ -104,23 +124,23 @@ def test_a_body_cut_off_while_read_gives_its_room_back() -> None:
 def test_an_error_body_is_read_outside_the_budget(status: int) -> None:
     log: list[str] = []
     budget = RecordingBudget(log)
-    response = send_returning(FakeResponse(log, b"{}", status, **{"Content-Length": "2"}), budget)(None)
+    fetched = read(FakeResponse(log, b"{}", status, **{"Content-Length": "2"}), budget)
     assert log == ["read"]
-    assert reservation_of(response) is None
+    assert fetched.reservation is None
 
 
 def test_without_a_budget_the_body_is_read_at_once() -> None:
     log: list[str] = []
-    response = send_returning(FakeResponse(log, b"{}", **{"Content-Length": "2"}), None)(None)
-    assert log == ["read"] and reservation_of(response) is None
+    fetched = read(FakeResponse(log, b"{}", **{"Content-Length": "2"}), None)
+    assert log == ["read"] and fetched.reservation is None
 
 
 def test_a_response_that_is_retried_gives_its_room_back() -> None:
     log: list[str] = []
     budget = RecordingBudget(log)
-    response = send_returning(FakeResponse(log, b"{", **{"Content-Length": "1"}), budget)(None)
+    fetched = read(FakeResponse(log, b"{", **{"Content-Length": "1"}), budget)
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.set_result(response)
+    state.set_result(fetched)
     release_dropped_response(state)
     assert budget.in_use == 0
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import socket
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import Harness, finished_traffic, scheduled_env
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources.helpers.requests.retry import wait_exponential_retry_after
+from tenacity import RetryCallState
 from test_cli import run_cli
 
 from pipelines.runner import expected_error
 from sources.polyai.client import base_url_setting
 from sources.polyai.retries import body_is_broken, connection_failure, is_web_page
+from sources.polyai.transport import Fetched, RetryAfterWait
 
 # Python's start, dlt's imports and the few attempts a refused connection gets, with the
 # default backoff; the retry policy these used to go through took minutes.
@@ -131,3 +135,27 @@ def test_only_a_host_that_is_not_there_counts_as_unreachable() -> None:
 def test_the_setting_named_is_region_when_base_url_was_not_set() -> None:
     assert base_url_setting("https://api.uk-1.platform.polyai.app") == "region"
     assert base_url_setting("https://proxy.example.com/polyai") == "base_url"
+
+
+def answered(attempt: int, result: object) -> RetryCallState:
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.set_result(result)
+    return state
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["7", " 12 ", "600", "0", "soon", "", f"{formatdate(time.time() + 30, usegmt=True)}"],
+    ids=["seconds", "spaced", "over-the-longest-delay", "zero", "unreadable", "empty", "a-date"],
+)
+@pytest.mark.parametrize("attempt", [1, 3])
+def test_retry_after_is_honoured_as_dlt_honours_it(retry_after: str, attempt: int) -> None:
+    response = requests.Response()
+    response.status_code = 429
+    response.headers["Retry-After"] = retry_after
+    ours = RetryAfterWait(multiplier=1.5, max=60.0)(answered(attempt, Fetched(response)))
+    dlts = wait_exponential_retry_after(multiplier=1.5, max=60.0)(answered(attempt, response))
+    assert ours == pytest.approx(dlts, abs=1.0)
+    if retry_after.strip().isdigit() and int(retry_after) > 0:
+        assert ours == min(60.0, int(retry_after))

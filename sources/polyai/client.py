@@ -8,35 +8,22 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
 import requests
-from dlt.sources.helpers.requests.session import Session
 from requests import Response
 
 from .config import ConfigurationError, ConnectorSettings
 from .paging import PagingProgress
 from .redaction import redact, redact_optional
-from .retries import (
-    CONNECT_ATTEMPTS,
-    RequestPacer,
-    RetryBudget,
-    connection_failure,
-    is_web_page,
-    make_retrying,
-    make_session,
-    reservation_of,
-)
+from .retries import CONNECT_ATTEMPTS, connection_failure, is_web_page
 from .settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
 from .text_repair import TextRepair
+from .transport import BodyBudget, Fetched, RetryPolicy, Transport, server_time
 from .typed_pages import DecodedPage, decode_typed_page
 from .windows import Window
-
-if TYPE_CHECKING:
-    from .concurrent_windows import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -136,37 +123,24 @@ class PolyAIClient:
             f"{settings.base_url.rstrip('/')}/{settings.api_version}/"
             f"{settings.account_id}/{settings.project_id}/conversations"
         )
-        self.pacer = RequestPacer()
-        self.retry_budget = RetryBudget(settings.retry_budget)
-        self._local = threading.local()
+        self.transport = Transport(
+            headers={API_KEY_HEADER: settings.api_key},
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            policy=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                backoff_factor=settings.backoff_factor,
+                max_retry_delay=settings.max_retry_delay,
+                max_request_seconds=settings.max_request_seconds,
+            ),
+            retries=settings.retry_budget,
+            pool_size=max(4, settings.concurrency * 2),
+        )
         self._count_lock = threading.Lock()
         self.requests_made = 0
         # The API's own clock (its `Date` header) at the first answer of the run.
         self.earliest_server_time: datetime | None = None
         # What the run's destination keeps; set by the source once it knows the destination.
         self.text_repair = TextRepair()
-
-    @property
-    def _session(self) -> Session:
-        """One session per thread: requests' sessions are not meant to be shared between threads."""
-        session: Session | None = getattr(self._local, "session", None)
-        if session is None:
-            settings = self.settings
-            session = self._local.session = make_session(
-                headers={API_KEY_HEADER: settings.api_key},
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                retrying_factory=lambda: make_retrying(
-                    max_attempts=settings.max_attempts,
-                    backoff_factor=settings.backoff_factor,
-                    max_retry_delay=settings.max_retry_delay,
-                    max_request_seconds=settings.max_request_seconds,
-                    budget=self.retry_budget,
-                    pacer=self.pacer,
-                ),
-                pacer=self.pacer,
-                pool_size=max(4, settings.concurrency * 2),
-            )
-        return session
 
     def base_params(self) -> dict[str, Any]:
         settings = self.settings
@@ -193,8 +167,8 @@ class PolyAIClient:
     def iter_pages(
         self,
         window: Window,
-        decode_budget: DecodeBudget | None = None,
-        decoder: msgspec.json.Decoder | None = None,
+        decode_budget: BodyBudget | None = None,
+        decoder: msgspec.json.Decoder[Any] | None = None,
     ) -> Iterator[Page]:
         """Every page of one window: keyset `cursor` where the API gives one, else `next_offset`.
 
@@ -257,31 +231,32 @@ class PolyAIClient:
         self,
         params: dict[str, Any],
         window: Window,
-        decode_budget: DecodeBudget | None,
-        decoder: msgspec.json.Decoder | None,
+        decode_budget: BodyBudget | None,
+        decoder: msgspec.json.Decoder[Any] | None,
     ) -> tuple[Page, str | None, int | None]:
         """One page of `window` and where the next one starts; the decoded body is not kept."""
         body, body_bytes = self._get(params, decode_budget, decoder)
         return Page(body.conversations, window, body_bytes), body.cursor, body.next_offset
 
     def _get(
-        self, params: dict[str, Any], decode_budget: DecodeBudget | None, decoder: msgspec.json.Decoder | None
+        self,
+        params: dict[str, Any],
+        decode_budget: BodyBudget | None,
+        decoder: msgspec.json.Decoder[Any] | None,
     ) -> tuple[DecodedPage, int]:
         """One page, decoded, and its size; a body that passed the retry check but does not
         parse is fetched again."""
         for attempt in range(1, self.settings.max_attempts + 1):
-            response = self._request(params, decode_budget)
-            reservation = reservation_of(response)
+            fetched = self._request(params, decode_budget)
+            response = fetched.response
             if is_web_page(response):
-                if reservation is not None:
-                    reservation.release()
+                fetched.release()
                 raise self._web_page(response)
             body = decode_page(response.content, decoder, self.text_repair)
             if body is not None:
                 # The caller gives the reserved bytes back once done with the page.
-                return body, reservation.size if reservation else len(response.content)
-            if reservation is not None:
-                reservation.release()
+                return body, fetched.body_bytes
+            fetched.release()
             logger.info("page body is not a JSON object (attempt %d); fetching it again", attempt)
         raise InvalidResponseError(
             f"PolyAI API sent a body that is not a JSON object to GET {self.url} "
@@ -289,24 +264,22 @@ class PolyAIClient:
             f"(correlation id {response.headers.get(CORRELATION_HEADER, 'none')})"
         )
 
-    def _request(self, params: dict[str, Any], decode_budget: DecodeBudget | None = None) -> Response:
-        """One GET, retried; a 200's body is read once it fits in `decode_budget` (retries)."""
+    def _request(self, params: dict[str, Any], decode_budget: BodyBudget | None = None) -> Fetched:
+        """One GET, retried; a 200's body is read once it fits in `decode_budget` (transport)."""
         with self._count_lock:
             self.requests_made += 1
-        session = self._session
-        session.body_budget = decode_budget  # type: ignore[attr-defined]
         started = time.monotonic()
         try:
-            response = session.get(self.url, params=params)
+            fetched = self.transport.get(self.url, params, decode_budget)
         except requests.ConnectionError as error:
             why = connection_failure(error)
             if why is None:
                 raise
             raise self._unreachable(why, time.monotonic() - started) from error
-        self._observe_server_clock(response)
-        if response.status_code == 200:
-            return response
-        raise self._error(response)
+        self._observe_server_clock(fetched.response)
+        if fetched.response.status_code == 200:
+            return fetched
+        raise self._error(fetched.response)
 
     def _observe_server_clock(self, response: Response) -> None:
         served_at = server_time(response)
@@ -354,25 +327,13 @@ class PolyAIClient:
         )
 
 
-def server_time(response: Response) -> datetime | None:
-    """The time of the server's `Date` header (RFC 9110: an origin server with a clock sends it)."""
-    value = response.headers.get("Date")
-    if not value:
-        return None
-    try:
-        served_at = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return served_at.replace(tzinfo=UTC) if served_at.tzinfo is None else served_at.astimezone(UTC)
-
-
 def _text(value: Any) -> str | None:
     """An envelope field as text: a server may send any JSON there."""
     return None if value is None else str(value)
 
 
 def decode_page(
-    content: bytes, decoder: msgspec.json.Decoder | None, repair: TextRepair | None = None
+    content: bytes, decoder: msgspec.json.Decoder[Any] | None, repair: TextRepair | None = None
 ) -> DecodedPage | None:
     """Typed records where the page fits `decoder`, else dicts; None for a body that is no JSON object.
 
@@ -394,7 +355,7 @@ def decode_page(
     return repaired
 
 
-def _decode(content: bytes, decoder: msgspec.json.Decoder | None) -> DecodedPage | None:
+def _decode(content: bytes, decoder: msgspec.json.Decoder[Any] | None) -> DecodedPage | None:
     if decoder is not None:
         typed = decode_typed_page(decoder, content)
         if typed is not None:

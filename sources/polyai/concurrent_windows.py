@@ -20,7 +20,7 @@ from .windows import Window
 
 _DONE = object()
 # Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket
-# until it fits: retries.reading_bodies_within_budget): about one page of 1000 conversations
+# until it fits: transport.read_within_budget): about one page of 1000 conversations
 # (~5 MB of JSON, ~18 MB decoded). Decoding holds the GIL, so more would cost memory and gain
 # no parallelism; a larger page is still decoded when nothing else is. Small pages are many
 # per budget, so that a worker does not wait for the caller before its next request: with

@@ -1,43 +1,27 @@
-"""Retries and pacing of API requests, built from dlt's request helpers and tenacity.
+"""What is retried, how long to wait, and how much: the retry policy of API requests.
 
 dlt's `Client` retries 429, 5xx, timeouts and resets with exponential backoff and honours
 `Retry-After`; it has no jitter (parallel windows would retry in lock-step) and no budget
-across a run, which is what this adds. Its predicates and its `Session` are reused as they are.
-The session also waits for room in the run's decode budget before it reads a body
-(`reading_bodies_within_budget`), so that a retried response gives its room back.
+across a run, which is what this adds. Its lists of statuses and exceptions to retry are
+reused as they are; the transport (transport.py) applies all this with tenacity.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from email.utils import mktime_tz, parsedate_tz
+from typing import Any
 
 import requests
 import urllib3
-from dlt.sources.helpers.requests.retry import (
-    DEFAULT_RETRY_EXCEPTIONS,
-    DEFAULT_RETRY_STATUS,
-    retry_if_predicate,
-    retry_if_status,
-    wait_exponential_retry_after,
-)
-from dlt.sources.helpers.requests.session import Session
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from requests import Response
-from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_any,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random,
-)
+from tenacity import RetryCallState
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +84,34 @@ def connection_failure(error: BaseException | None) -> str | None:
     return None
 
 
+def is_retried(response: Response | None, error: BaseException | None) -> bool:
+    """An answer or a failure that may go away when asked again: 429, 5xx, a broken body, a reset."""
+    if error is not None:
+        return isinstance(error, DEFAULT_RETRY_EXCEPTIONS)
+    return response is not None and (
+        response.status_code in DEFAULT_RETRY_STATUS or body_is_broken(response, None)
+    )
+
+
+def retry_after(response: Response) -> float | None:
+    """The seconds the answer's `Retry-After` asks to wait (RFC 9110: seconds or a date), if any.
+
+    Read as dlt's `wait_exponential_retry_after` (and urllib3) read it.
+    """
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    seconds: float
+    if re.match(r"^\s*[0-9]+\s*$", header):
+        seconds = int(header)
+    else:
+        date = parsedate_tz(header)
+        if date is None:
+            return None
+        seconds = mktime_tz(date) - time.time()
+    return seconds if seconds > 0 else None
+
+
 def cannot_connect(attempts: int) -> Callable[[RetryCallState], bool]:
     """A tenacity stop: after `attempts`, stop retrying a request that cannot connect at all."""
 
@@ -113,92 +125,6 @@ def cannot_connect(attempts: int) -> Callable[[RetryCallState], bool]:
         )
 
     return stop
-
-
-class BodyBudget(Protocol):
-    """Room for response bodies (concurrent_windows.DecodeBudget); `acquire` waits for room."""
-
-    def acquire(self, size: int) -> None: ...
-
-    def release(self, size: int) -> None: ...
-
-
-@dataclass
-class Reservation:
-    """Bytes of a budget held by one response body, given back once."""
-
-    budget: BodyBudget
-    size: int
-
-    def release(self) -> None:
-        size, self.size = self.size, 0
-        if size:
-            self.budget.release(size)
-
-
-_RESERVATION = "polyai_reservation"
-
-
-def reservation_of(response: Response) -> Reservation | None:
-    reservation: Reservation | None = getattr(response, _RESERVATION, None)
-    return reservation
-
-
-def reading_bodies_within_budget(send: Callable[..., Response], session: Session) -> Callable[..., Response]:
-    """`send` that reads a 200's body only once it fits in `session.body_budget`, if it has one.
-
-    With several connections and a fast API, bodies arrive faster than the caller shapes
-    pages: read at once, each waiting connection held a raw body (~5 MB per page of 1000
-    conversations). Waiting before the read leaves them in the socket: extracting the first
-    50k conversations of a 100k backfill with 8 connections peaked at ~262 MB instead of
-    ~299 MB. The response carries its `Reservation`; whoever drops the response releases it.
-    """
-
-    def send_then_read(request: Any, **kwargs: Any) -> Response:
-        streamed = kwargs.pop("stream", False)
-        response = send(request, stream=True, **kwargs)
-        budget: BodyBudget | None = getattr(session, "body_budget", None)
-        if streamed:
-            return response
-        if budget is None or response.status_code != 200:
-            response.content  # noqa: B018 - read now, as requests does when not streaming
-            return response
-        reservation = Reservation(budget, 0)
-        declared = declared_body_size(response)
-        if declared:
-            budget.acquire(declared)
-            reservation.size = declared
-        try:
-            body = response.content
-        except BaseException:
-            reservation.release()
-            raise
-        if len(body) != reservation.size:
-            # Not known before the read: wait for room as a whole, holding nothing meanwhile.
-            reservation.release()
-            budget.acquire(len(body))
-            reservation.size = len(body)
-        setattr(response, _RESERVATION, reservation)
-        return response
-
-    return send_then_read
-
-
-def declared_body_size(response: Response) -> int:
-    """The body's size from its headers, or 0 when they do not tell it (chunked or compressed)."""
-    if response.headers.get("Content-Encoding", "identity") != "identity":
-        return 0
-    length = response.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else 0
-
-
-def release_dropped_response(retry_state: RetryCallState) -> None:
-    """A response about to be retried gives back the room its body held."""
-    outcome = retry_state.outcome
-    if outcome is not None and not outcome.failed:
-        reservation = reservation_of(outcome.result())
-        if reservation is not None:
-            reservation.release()
 
 
 class RequestPacer:
@@ -236,64 +162,11 @@ class RetryBudget:
         self.used = 0
         self._lock = threading.Lock()
 
-    def spend(self, retry_state: RetryCallState) -> None:
+    def spend(self, attempt: int, problem: object) -> None:
         with self._lock:
             self.left -= 1
             self.used += 1
-        outcome = retry_state.outcome
-        problem: Any = outcome.exception() if outcome and outcome.failed else None
-        if problem is None and outcome is not None:
-            problem = f"HTTP {getattr(outcome.result(), 'status_code', '?')}"
-        logger.info("retrying a request (attempt %d): %s", retry_state.attempt_number, problem)
+        logger.info("retrying a request (attempt %d): %s", attempt, problem)
 
     def exhausted(self, retry_state: RetryCallState) -> bool:
         return self.left <= 0
-
-
-def make_retrying(
-    *,
-    max_attempts: int,
-    backoff_factor: float,
-    max_retry_delay: float,
-    max_request_seconds: float,
-    budget: RetryBudget,
-    pacer: RequestPacer,
-) -> Retrying:
-    return Retrying(
-        before=lambda _: pacer.wait(),
-        wait=wait_exponential_retry_after(multiplier=backoff_factor, max=max_retry_delay)
-        + wait_random(0, backoff_factor),
-        retry=retry_any(
-            retry_if_status(DEFAULT_RETRY_STATUS),
-            retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
-            retry_if_predicate(body_is_broken),
-        ),
-        stop=stop_after_attempt(max_attempts)
-        | stop_after_delay(max_request_seconds)
-        | budget.exhausted
-        | cannot_connect(CONNECT_ATTEMPTS),
-        before_sleep=lambda state: (release_dropped_response(state), budget.spend(state)),
-        reraise=True,
-        # After the last attempt the last response is returned and reported by the client.
-        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
-    )
-
-
-def make_session(
-    headers: dict[str, str],
-    timeout: tuple[float, float],
-    retrying_factory: Callable[[], Retrying],
-    pacer: RequestPacer,
-    pool_size: int,
-) -> Session:
-    session = Session(timeout=timeout, raise_for_status=False)
-    session.headers.update(headers)
-    # Called for every attempt, retries included, so the pacer sees each 429.
-    session.hooks["response"].append(lambda response, *args, **kwargs: pacer.observe(response.status_code))
-    adapter = HTTPAdapter(pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.send = retrying_factory().wraps(  # type: ignore[method-assign]
-        reading_bodies_within_budget(session.send, session)
-    )
-    return session
