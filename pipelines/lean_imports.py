@@ -12,9 +12,10 @@ got imported by every run that merely found them installed, for one question eac
   DuckDB's file path that way: ~12 MB and ~0.2 s. Imported while SQLAlchemy is refused, that
   module keeps dlt's own parser, as in an install without SQLAlchemy.
 
-A command owns its process, so `pipelines/polyai_pipeline.py` does this at start-up. The
-source does not: importing it must not change how pyarrow treats pandas objects in someone
-else's process (an Airflow or Dagster worker that hands a Series to `pyarrow.array`).
+A command owns its process, so `pipelines/polyai_pipeline.py` does this at start-up
+(`process_tuning.tune_process`). The source does not: importing it must not change how
+pyarrow treats pandas objects in someone else's process (an Airflow or Dagster worker that
+hands a Series to `pyarrow.array`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def keep_unused_libraries_unloaded() -> list[str]:
     # An ImportError here (another pyarrow or dlt than the pinned ones) only means the library
     # may be imported later, as without this.
     if "pandas" not in sys.modules:
-        import pyarrow as pa  # after the source's import: see sources/polyai/allocators.py
+        import pyarrow as pa  # after Arrow's allocator is chosen: see process_tuning.py
 
         with _refused("pandas"), contextlib.suppress(ImportError):
             pa.array([])  # the probe: pyarrow.array checks for pandas objects first

@@ -7,14 +7,24 @@ python pipelines/polyai_pipeline.py --run-dbt       # then build and test the db
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+if __name__ == "__main__":
+    # Run as the command, the process is the connector's own. First: the imports below load
+    # pyarrow, which fixes Arrow's allocator then.
+    from pipelines.process_tuning import tune_process
+
+    tune_process()
+
 import argparse
 import contextlib
 import logging
 import signal
-import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
 import dlt
@@ -23,11 +33,9 @@ from dlt.common.exceptions import SignalReceivedException
 from dlt.load.exceptions import LoadClientJobFailed
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
-from pipelines.lean_imports import keep_unused_libraries_unloaded, loading_without_pandas
+from pipelines.lean_imports import loading_without_pandas
 from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
@@ -243,5 +251,4 @@ def setting_variable(error: ConfigFieldMissingException, field: str, pipeline_na
 
 
 if __name__ == "__main__":
-    keep_unused_libraries_unloaded()
     sys.exit(main())

@@ -139,13 +139,15 @@ def baseline(options: dict[str, Any]) -> None:
 
 def pipeline(options: dict[str, Any]) -> None:
     """This connector, set up as `pipelines/polyai_pipeline.py` sets up its process."""
+    from pipelines.process_tuning import tune_process
+
+    tune_process()  # first, as the command does: before anything imports pyarrow
+
     import dlt
 
-    from pipelines.lean_imports import keep_unused_libraries_unloaded, loading_without_pandas
+    from pipelines.lean_imports import loading_without_pandas
     from pipelines.runner import make_pipeline, run_load
     from sources.polyai import polyai_source
-
-    keep_unused_libraries_unloaded()
 
     workdir = options["workdir"]
     now = datetime.fromisoformat(options["now"])

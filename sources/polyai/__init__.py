@@ -11,11 +11,6 @@ changes the state); two transformers shape each page into the two tables.
 
 from __future__ import annotations
 
-# isort: off
-# First: Arrow reads its choice of allocator once, when pyarrow is loaded (allocators).
-from . import allocators
-
-# isort: on
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,9 +21,11 @@ import msgspec
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
+from . import allocators
 from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
 from .concurrent_windows import WindowQueue, iter_windows_concurrently
 from .config import ConfigurationError, ConnectorSettings, build_settings
+from .dlt_notices import json_hint_notice_dropped
 from .loading import iter_load_parts, load_until_caught_up, prepare_active_pipeline, warn_if_not_caught_up
 from .operations import refuse_appending_destination
 from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
@@ -80,24 +77,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
-
-
-class _JsonHintNotice(logging.Filter):
-    """Drops dlt's warning that our JSON-text Arrow columns are typed `json` by our hints.
-
-    That difference is intended (dlt has no Arrow type for JSON); left in, it prints on
-    every page of every run and hides warnings that matter.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (
-            "when merging arrow schema with dlt schema" in message
-            and ("resource: conversations," in message or "resource: turns," in message)
-        )
-
-
-logging.getLogger("dlt").addFilter(_JsonHintNotice())
 
 
 CONVERSATION_KEY: Final = ("id",)
@@ -270,7 +249,7 @@ def conversation_pages(
                 hidden_transcripts += has_hidden_transcript(conversation)
             if conversations:
                 yield conversations
-        allocators.release_freed_memory()
+        allocators.extraction_done()
         if hidden_transcripts:
             logger.warning(
                 "%d conversations came with no turns although num_turns > 0: the project's "
@@ -416,7 +395,8 @@ def without_merge_key(hints: dict[str, dict[str, Any]], name: str) -> dict[str, 
 def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
     table, new_columns = conversations_table(page, output.current())
-    yield output.hand_over(table, new_columns)
+    with json_hint_notice_dropped():
+        yield output.hand_over(table, new_columns)
 
 
 @dlt.transformer(
@@ -430,4 +410,5 @@ def turns(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
     """One row per turn; a conversation loaded again replaces all of its earlier turns."""
     table, new_columns = turns_table(page, output.current())
     if table.num_rows:
-        yield output.hand_over(table, new_columns)
+        with json_hint_notice_dropped():
+            yield output.hand_over(table, new_columns)

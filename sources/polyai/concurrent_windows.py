@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-from .allocators import return_large_buffers_to_os
 from .client import Page, PolyAIClient
 from .typed_pages import is_typed
 from .windows import Window
@@ -126,7 +125,6 @@ def iter_windows_concurrently(
     """
     if not windows:
         return
-    return_large_buffers_to_os()
     stop = threading.Event()
     budget = DecodeBudget(DECODE_AHEAD_BYTES, stop)
     pages: queue.Queue[Any] = queue.Queue()
