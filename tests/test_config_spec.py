@@ -87,6 +87,8 @@ def test_the_source_takes_each_setting_by_name_with_its_default() -> None:
     for name in FIELDS:
         assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert parameters[name].default == DEFAULTS[name], name
+    with pytest.raises(TypeError, match="limt"):
+        polyai_source(limt=5)  # a misspelt setting fails, as with a written-out signature
 
 
 def test_secrets_are_typed_secret_and_kept_out_of_repr() -> None:
