@@ -18,17 +18,16 @@ from typing import Any, Final
 
 import dlt
 import msgspec
-from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
 from . import allocators
 from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
 from .concurrent_windows import WindowQueue, iter_windows_concurrently
-from .config import ConfigurationError, ConnectorSettings, build_settings
+from .config import ConfigurationError, ConnectorSettings, PolyAISourceConfiguration, with_setting_parameters
 from .dlt_notices import json_hint_notice_dropped
 from .loading import iter_load_parts, load_until_caught_up, prepare_active_pipeline, warn_if_not_caught_up
 from .operations import refuse_appending_destination
-from .privacy import PrivacyRules, apply_privacy, build_privacy_rules
+from .privacy import PrivacyRules, apply_privacy
 from .records import (
     arrow_column_hints,
     conversations_table,
@@ -38,20 +37,8 @@ from .records import (
     parse_timestamp,
     turns_table,
 )
-from .redaction import register_secrets
 from .repulls import WIDEST, newly_lost, next_misses
-from .settings import (
-    CONVERSATION_COLUMN_TYPES,
-    DEFAULT_API_VERSION,
-    DEFAULT_CLIENT_ENV,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_LIMIT,
-    DEFAULT_LOOKBACK_MINUTES,
-    DEFAULT_MAX_CONVERSATIONS_PER_LOAD,
-    DEFAULT_MAX_PENDING_HOURS,
-    DEFAULT_REGION,
-    TURN_COLUMN_TYPES,
-)
+from .settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from .state import LastRun, SourceState
 from .table_output import TableOutput
 from .typed_pages import page_decoder
@@ -108,86 +95,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dlt.source(name="polyai", section="polyai", max_table_nesting=0)
+@dlt.source(name="polyai", section="polyai", max_table_nesting=0, spec=PolyAISourceConfiguration)
+@with_setting_parameters(PolyAISourceConfiguration)
 def polyai_source(
-    api_key: str = dlt.secrets.value,
-    account_id: str = dlt.config.value,
-    project_id: str = dlt.config.value,
-    region: str = DEFAULT_REGION,
-    base_url: str | None = None,
-    api_version: str = DEFAULT_API_VERSION,
-    client_env: str = DEFAULT_CLIENT_ENV,
-    channel: str | list[str] | None = None,
-    variant_id: str | None = None,
-    variant_name: str | None = None,
-    include_latency: bool = False,
-    include_context_state: bool = False,
-    include_turn_metadata: bool = False,
-    start_date: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-    lookback_minutes: float = DEFAULT_LOOKBACK_MINUTES,
-    max_pending_hours: float = DEFAULT_MAX_PENDING_HOURS,
-    window_hours: float | None = None,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 120.0,
-    max_attempts: int = 8,
-    backoff_factor: float = 1.0,
-    max_retry_delay: float = 60.0,
-    max_request_seconds: float = 600.0,
-    retry_budget: int = 200,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_conversations_per_load: int | None = DEFAULT_MAX_CONVERSATIONS_PER_LOAD,
-    phone_numbers: str = "keep",
-    pii_salt: TSecretStrValue | None = None,
-    redact_transcripts: bool = False,
-    redact_state_keys: list[str] | str | None = None,
+    *,
+    settings: PolyAISourceConfiguration = dlt.config.value,
     clock: Clock | None = None,
+    **_by_name: Any,
 ) -> Sequence[DltResource]:
     """The PolyAI source. Settings come from dlt config/secrets, section `sources.polyai`.
 
+    Each setting is a keyword argument too (`polyai_source(limit=50)`); they are declared, with
+    their defaults, in `config.PolyAISourceConfiguration` alone, and dlt hands the source that
+    spec resolved and checked as `settings` (the same values arrive in `_by_name`, unused).
     `clock` returns "now" for the run (tests and the simulator move it); it defaults to UTC now.
     A backfill longer than `max_conversations_per_load` reads only its first part per load:
     `load_until_caught_up(pipeline)` loads part after part; a plain `pipeline.run` warns.
     """
-    # First, so that every message built from here on (errors, logs) masks the key and the salt.
-    register_secrets(api_key, pii_salt)
     clock = clock or utc_now
-    settings = build_settings(
-        api_key=api_key,
-        account_id=account_id,
-        project_id=project_id,
-        region=region,
-        base_url=base_url,
-        api_version=api_version,
-        client_env=client_env,
-        channel=channel,
-        variant_id=variant_id,
-        variant_name=variant_name,
-        include_latency=include_latency,
-        include_context_state=include_context_state,
-        include_turn_metadata=include_turn_metadata,
-        start_date=start_date,
-        limit=limit,
-        lookback_minutes=lookback_minutes,
-        max_pending_hours=max_pending_hours,
-        window_hours=window_hours,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_attempts=max_attempts,
-        backoff_factor=backoff_factor,
-        max_retry_delay=max_retry_delay,
-        max_request_seconds=max_request_seconds,
-        retry_budget=retry_budget,
-        concurrency=concurrency,
-        max_conversations_per_load=max_conversations_per_load,
-        now=clock(),
-    )
-    privacy = build_privacy_rules(phone_numbers, pii_salt, redact_transcripts, redact_state_keys)
+    connector = settings.connector_settings(now=clock())
+    privacy = settings.privacy_rules()
     prepare_active_pipeline()
     conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES)
     turn_output = TableOutput("turns", TURN_COLUMN_TYPES)
     pages = conversation_pages(
-        PolyAIClient(settings), settings, privacy, clock, (conversation_output, turn_output)
+        PolyAIClient(connector), connector, privacy, clock, (conversation_output, turn_output)
     )
     return (pages | conversations(output=conversation_output), pages | turns(output=turn_output))
 

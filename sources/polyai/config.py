@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+
+from .privacy import PrivacyRules, build_privacy_rules
 from .records import parse_timestamp
+from .redaction import register_secrets
 from .settings import (
     API_VERSIONS,
     CLIENT_ENVS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_CONVERSATIONS_PER_LOAD,
     DEFAULT_START_DAYS_AGO,
     MAX_LIMIT,
     REGION_BASE_URL,
@@ -108,9 +119,9 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
     return REGION_BASE_URL.format(region=region)
 
 
-def parse_start_date(value: str | datetime | None, now: datetime) -> datetime:
+def checked_start_date(value: str | datetime | None) -> datetime | None:
     if value is None or value == "":
-        return now - timedelta(days=DEFAULT_START_DAYS_AGO)
+        return None
     try:
         start = parse_timestamp(value)
     except (ValueError, TypeError, OverflowError):
@@ -119,6 +130,13 @@ def parse_start_date(value: str | datetime | None, now: datetime) -> datetime:
         raise ConfigurationError(
             "start_date", f"is not an ISO 8601 date-time ({value!r})", 'start_date = "2026-01-01T00:00:00Z"'
         )
+    return start
+
+
+def parse_start_date(value: str | datetime | None, now: datetime) -> datetime:
+    start = checked_start_date(value)
+    if start is None:
+        return now - timedelta(days=DEFAULT_START_DAYS_AGO)
     if start > now:
         raise ConfigurationError(
             "start_date", f"is in the future ({value!r})", 'start_date = "2026-01-01T00:00:00Z"'
@@ -134,92 +152,191 @@ def parse_channels(channel: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(str(part) for part in channel)
 
 
-def build_settings(
-    *,
-    api_key: str | None,
-    account_id: str | None,
-    project_id: str | None,
-    region: str,
-    base_url: str | None,
-    api_version: str,
-    client_env: str,
-    channel: str | Sequence[str] | None,
-    variant_id: str | None,
-    variant_name: str | None,
-    include_latency: bool,
-    include_context_state: bool,
-    include_turn_metadata: bool,
-    start_date: str | datetime | None,
-    limit: int,
-    lookback_minutes: float,
-    max_pending_hours: float,
-    window_hours: float | None,
-    connect_timeout: float,
-    read_timeout: float,
-    max_attempts: int,
-    backoff_factor: float,
-    max_retry_delay: float,
-    max_request_seconds: float,
-    retry_budget: int,
-    concurrency: int,
-    max_conversations_per_load: int | None = None,
-    now: datetime | None = None,
-) -> ConnectorSettings:
-    """Check every setting and turn them into the values the connector runs on."""
-    now = now or datetime.now(UTC)
-    if variant_id and variant_name:
-        raise ConfigurationError(
-            "variant_name",
-            "cannot be set together with `variant_id`; set one of them",
-            'variant_id = "v-123"',
-        )
-    try:
-        page_limit = int(limit)
-    except (TypeError, ValueError):
-        page_limit = -1
-    if not 1 <= page_limit <= MAX_LIMIT:
-        raise ConfigurationError("limit", f"must be between 1 and {MAX_LIMIT} ({limit!r})", "limit = 1000")
-    window = _non_negative("window_hours", window_hours or 0, "window_hours = 24")
-    attempts = int(_non_negative("max_attempts", max_attempts, "max_attempts = 8"))
-    return ConnectorSettings(
-        api_key=_require("api_key", api_key, 'api_key = "<key issued by PolyAI>" in .dlt/secrets.toml'),
-        account_id=_require("account_id", account_id, 'account_id = "acc-123"'),
-        project_id=_require("project_id", project_id, 'project_id = "proj-456"'),
-        base_url=resolve_base_url(region, base_url),
-        api_version=_choice("api_version", api_version, API_VERSIONS),
-        client_env=_choice("client_env", client_env, CLIENT_ENVS),
-        channels=parse_channels(channel),
-        variant_id=variant_id or None,
-        variant_name=variant_name or None,
-        include_latency=bool(include_latency),
-        include_context_state=bool(include_context_state),
-        include_turn_metadata=bool(include_turn_metadata),
-        start_date=parse_start_date(start_date, now),
-        limit=page_limit,
-        lookback=timedelta(
-            minutes=_non_negative("lookback_minutes", lookback_minutes, "lookback_minutes = 15")
-        ),
-        max_pending_age=timedelta(
-            hours=_non_negative("max_pending_hours", max_pending_hours, "max_pending_hours = 24")
-        ),
-        window_span=timedelta(hours=window) if window > 0 else None,
-        connect_timeout=_non_negative("connect_timeout", connect_timeout, "connect_timeout = 10"),
-        read_timeout=_non_negative("read_timeout", read_timeout, "read_timeout = 120"),
-        max_attempts=max(1, attempts),
-        backoff_factor=_non_negative("backoff_factor", backoff_factor, "backoff_factor = 1"),
-        max_retry_delay=_non_negative("max_retry_delay", max_retry_delay, "max_retry_delay = 60"),
-        max_request_seconds=_non_negative(
-            "max_request_seconds", max_request_seconds, "max_request_seconds = 600"
-        ),
-        retry_budget=int(_non_negative("retry_budget", retry_budget, "retry_budget = 200")),
-        concurrency=_at_least_one("concurrency", concurrency, "concurrency = 4"),
-        max_conversations_per_load=(
-            _at_least_one(
-                "max_conversations_per_load",
-                max_conversations_per_load,
-                "max_conversations_per_load = 50000",
+def _whole(setting: str, value: int, example: str) -> int:
+    return int(_non_negative(setting, value, example))
+
+
+@configspec
+class PolyAISourceConfiguration(BaseConfiguration):
+    """The source's settings, section `[sources.polyai]`: each declared here alone, with its default.
+
+    dlt resolves them from keyword arguments, the environment, .dlt/secrets.toml and
+    .dlt/config.toml; `on_resolved` checks them, so a wrong one fails before any request, and
+    `connector_settings` gives the form the connector runs on. The README's table and
+    .dlt/config.toml document them (tests/test_config_spec.py keeps the three in step).
+    """
+
+    api_key: TSecretStrValue = dlt.secrets.value
+    """The `x-api-key` PolyAI issued for the project and region (secret)."""
+    account_id: str = dlt.config.value
+    project_id: str = dlt.config.value
+    region: str = "us-1"
+    """us-1 | uk-1 | euw-1 -> https://api.{region}.platform.polyai.app"""
+    base_url: str | None = None
+    """Overrides the region's host (proxy, private link, the simulator)."""
+    api_version: str = "v3"
+    """v3 | v2 | v1 (legacy; normalized to v3 conventions)"""
+    client_env: str = "live"
+    """live | sandbox | pre-release"""
+    channel: str | list[str] | None = None
+    """Only these channels (a list, or comma-separated text); default: all."""
+    variant_id: str | None = None
+    variant_name: str | None = None
+    """Only this variant; or variant_id, not both."""
+    include_latency: bool = False
+    include_context_state: bool = False
+    include_turn_metadata: bool = False
+    start_date: str | None = None
+    """ISO 8601: where the first run begins; default: 30 days before the first run."""
+    limit: int = 1000
+    """Conversations per request, 1-1000 (always sent)."""
+    lookback_minutes: float = 15.0
+    """Each run re-reads this much before the cursor, for late arrivals."""
+    max_pending_hours: float = 24.0
+    """A conversation still in progress this long after it started is no longer re-pulled."""
+    window_hours: float | None = None
+    """Slices of the main window; default: concurrency x SLICES_PER_WORKER slices of 1-24 hours."""
+    # Not dlt's `[runtime] request_timeout`, `request_max_attempts`, `request_backoff_factor`,
+    # `request_max_retry_delay`: they mean other things (one timeout for connect and read, where
+    # a large page needs a long read but a dead host should fail fast; no retry of a 200 whose
+    # body is cut short) and default otherwise (60 s, 5 attempts, waits up to 300 s), so
+    # defaulting ours from them would change how every run behaves.
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_attempts: int = 8
+    backoff_factor: float = 1.0
+    max_retry_delay: float = 60.0
+    max_request_seconds: float = 600.0
+    """One request, all its attempts and waits included, gives up after this long."""
+    retry_budget: int = 200
+    """Retries allowed in one run, across all requests."""
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_conversations_per_load: int | None = DEFAULT_MAX_CONVERSATIONS_PER_LOAD
+    """0 or None: one load reads everything up to now."""
+    phone_numbers: str = "keep"
+    """keep | hash | drop"""
+    pii_salt: TSecretStrValue | None = None
+    """The key of the phone numbers' hash (secret); needed by phone_numbers = "hash"."""
+    redact_transcripts: bool = False
+    redact_state_keys: str | list[str] | None = None
+    """State keys whose values are redacted, at any depth (a list, or comma-separated text)."""
+
+    def on_resolved(self) -> None:
+        # First, so that every message built from here on (errors, logs) masks the key and the salt.
+        register_secrets(self.api_key, self.pii_salt)
+        if self.variant_id and self.variant_name:
+            raise ConfigurationError(
+                "variant_name",
+                "cannot be set together with `variant_id`; set one of them",
+                'variant_id = "v-123"',
             )
-            if max_conversations_per_load not in (None, 0, "0", "")
+        self.api_key = _require(
+            "api_key", self.api_key, 'api_key = "<key issued by PolyAI>" in .dlt/secrets.toml'
+        )
+        self.account_id = _require("account_id", self.account_id, 'account_id = "acc-123"')
+        self.project_id = _require("project_id", self.project_id, 'project_id = "proj-456"')
+        resolve_base_url(self.region, self.base_url)
+        _choice("api_version", self.api_version, API_VERSIONS)
+        _choice("client_env", self.client_env, CLIENT_ENVS)
+        checked_start_date(self.start_date)
+        self._check_reading()
+        self._check_transport()
+        self.privacy_rules()
+
+    def _check_reading(self) -> None:
+        try:
+            page_limit = int(self.limit)
+        except (TypeError, ValueError):
+            page_limit = -1
+        if not 1 <= page_limit <= MAX_LIMIT:
+            raise ConfigurationError(
+                "limit", f"must be between 1 and {MAX_LIMIT} ({self.limit!r})", "limit = 1000"
+            )
+        self.limit = page_limit
+        self.lookback_minutes = _non_negative(
+            "lookback_minutes", self.lookback_minutes, "lookback_minutes = 15"
+        )
+        self.max_pending_hours = _non_negative(
+            "max_pending_hours", self.max_pending_hours, "max_pending_hours = 24"
+        )
+        self.window_hours = _non_negative("window_hours", self.window_hours or 0, "window_hours = 24") or None
+        self.concurrency = _at_least_one("concurrency", self.concurrency, "concurrency = 4")
+        per_load = self.max_conversations_per_load
+        self.max_conversations_per_load = (
+            _at_least_one("max_conversations_per_load", per_load, "max_conversations_per_load = 50000")
+            if per_load not in (None, 0, "0", "")
             else None
-        ),
-    )
+        )
+
+    def _check_transport(self) -> None:
+        self.connect_timeout = _non_negative("connect_timeout", self.connect_timeout, "connect_timeout = 10")
+        self.read_timeout = _non_negative("read_timeout", self.read_timeout, "read_timeout = 120")
+        self.max_attempts = max(1, _whole("max_attempts", self.max_attempts, "max_attempts = 8"))
+        self.backoff_factor = _non_negative("backoff_factor", self.backoff_factor, "backoff_factor = 1")
+        self.max_retry_delay = _non_negative("max_retry_delay", self.max_retry_delay, "max_retry_delay = 60")
+        self.max_request_seconds = _non_negative(
+            "max_request_seconds", self.max_request_seconds, "max_request_seconds = 600"
+        )
+        self.retry_budget = _whole("retry_budget", self.retry_budget, "retry_budget = 200")
+
+    def privacy_rules(self) -> PrivacyRules:
+        return build_privacy_rules(
+            self.phone_numbers, self.pii_salt, self.redact_transcripts, self.redact_state_keys
+        )
+
+    def connector_settings(self, now: datetime) -> ConnectorSettings:
+        """The checked settings as the connector runs on them; `start_date` must not lie after `now`."""
+        return ConnectorSettings(
+            api_key=self.api_key,
+            account_id=self.account_id,
+            project_id=self.project_id,
+            base_url=resolve_base_url(self.region, self.base_url),
+            api_version=self.api_version,
+            client_env=self.client_env,
+            channels=parse_channels(self.channel),
+            variant_id=self.variant_id or None,
+            variant_name=self.variant_name or None,
+            include_latency=bool(self.include_latency),
+            include_context_state=bool(self.include_context_state),
+            include_turn_metadata=bool(self.include_turn_metadata),
+            start_date=parse_start_date(self.start_date, now),
+            limit=self.limit,
+            lookback=timedelta(minutes=self.lookback_minutes),
+            max_pending_age=timedelta(hours=self.max_pending_hours),
+            window_span=timedelta(hours=self.window_hours) if self.window_hours else None,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            backoff_factor=self.backoff_factor,
+            max_retry_delay=self.max_retry_delay,
+            max_request_seconds=self.max_request_seconds,
+            retry_budget=self.retry_budget,
+            concurrency=self.concurrency,
+            max_conversations_per_load=self.max_conversations_per_load,
+        )
+
+
+TSourceFunction = TypeVar("TSourceFunction", bound=Callable[..., Any])
+
+
+def with_setting_parameters(spec: type[BaseConfiguration]) -> Callable[[TSourceFunction], TSourceFunction]:
+    """Gives a source function one keyword parameter per field of `spec`, with the field's default.
+
+    dlt takes a source's call arguments by the names in its signature and hands them to the spec
+    as explicit values: so `polyai_source(limit=50)` keeps working while the spec alone declares
+    the settings. The function receives them again in its `**` parameter and reads the resolved
+    spec instead.
+    """
+    defaults = spec()
+
+    def decorate(function: TSourceFunction) -> TSourceFunction:
+        signature = inspect.signature(function)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        settings = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=hint)
+            for name, hint in spec.get_resolvable_fields().items()
+        ]
+        function.__signature__ = signature.replace(parameters=[*own, *settings])  # type: ignore[attr-defined]
+        return function
+
+    return decorate

@@ -10,13 +10,7 @@ REGION_BASE_URL: Final = "https://api.{region}.platform.polyai.app"
 API_VERSIONS: Final = ("v1", "v2", "v3")
 CLIENT_ENVS: Final = ("sandbox", "pre-release", "live")
 
-DEFAULT_REGION: Final = "us-1"
-DEFAULT_API_VERSION: Final = "v3"
-DEFAULT_CLIENT_ENV: Final = "live"
-DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 1000
-DEFAULT_LOOKBACK_MINUTES: Final = 15.0
-DEFAULT_MAX_PENDING_HOURS: Final = 24.0
 # Windows fetched at once. A backfill against an API that takes 200 ms per page (scripts/bench.py,
 # 10k conversations, pages of 50; sequential paging 34 s) took 9.2 s with 8, 7.6 s with 10 and
 # 7.1 s with 12, measured one after the other: 3.7x, 4.5x and 4.8x. Against a fast API, 8 and
