@@ -90,6 +90,11 @@ def exported(block: str) -> dict[str, str]:
     return names
 
 
+def exported_settings(block: str) -> str:
+    """The block's `export` lines alone, so that a later command sees the same settings."""
+    return "".join(line + "\n" for line in block.splitlines() if line.startswith("export "))
+
+
 def python(*lines: str) -> str:
     """A shell command that runs `lines` with the checkout's interpreter, its folder on the path."""
     return ".venv/bin/python - <<'EOF'\n" + "\n".join(lines) + "\nEOF\n"
@@ -196,6 +201,21 @@ def test_the_readme_commands_run_as_written_and_the_data_reads_as_arrow_and_pand
     )
     assert own.returncode == 0, own.stderr
     assert own.stdout.split() == [str(len(simulator.truth()))] * 2
+
+    # The source from the user's own script: the same pipeline, nothing new, nothing doubled.
+    # With the settings the README's real-API block exports.
+    (own_script,) = code_blocks("From your own script or orchestrator", "python")
+    library = checkout.bash(exported_settings(real_api_block()) + python(own_script))
+    assert library.returncode == 0, library.stderr
+    again = checkout.bash(
+        python(
+            "import dlt",
+            'dataset = dlt.attach(pipeline_name="polyai_conversations").dataset()',
+            'print(dataset("SELECT count(*), count(DISTINCT id) FROM conversations").fetchall())',
+        )
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"[({len(simulator.truth())}, {len(simulator.truth())})]", again.stdout
 
     (cli,) = code_blocks("Reading the data in Python, and dlt's own CLI", "bash")
     for command in commands(cli):
