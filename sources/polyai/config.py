@@ -14,8 +14,6 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
-from .privacy import PrivacyRules, build_privacy_rules
-from .records import parse_timestamp
 from .redaction import register_secrets
 from .settings import (
     API_VERSIONS,
@@ -27,6 +25,8 @@ from .settings import (
     REGION_BASE_URL,
     REGIONS,
 )
+from .shaping.privacy import PrivacyRules, build_privacy_rules
+from .shaping.records import parse_timestamp
 
 
 class ConfigurationError(ValueError):

@@ -22,7 +22,7 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 import pyarrow as pa
 
-from .settings import CONVERSATION_NESTED_FIELDS
+from ..settings import CONVERSATION_NESTED_FIELDS
 
 # Columns of `turns` that are not fields of the API's turn object.
 TURN_DERIVED_COLUMNS = ("conversation_id", "turn_index", "conversation_started_at", "latency_detail")

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
+from ..planning import Window
+from ..shaping.typed_pages import is_typed
 from .client import Page, PolyAIClient
-from .typed_pages import is_typed
-from .windows import Window
 
 _DONE = object()
 # Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket

@@ -19,7 +19,7 @@ import orjson
 import pendulum
 import pyarrow as pa
 
-from .settings import (
+from ..settings import (
     CONVERSATION_COLUMN_TYPES,
     CONVERSATION_NESTED_FIELDS,
     CONVERSATION_TEXT_FIELDS,
@@ -94,6 +94,15 @@ def _normalize_v1_turn(turn: dict[str, Any]) -> dict[str, Any]:
         if parsed is not None:
             normalized[name] = isoformat_utc(parsed)
     return normalized
+
+
+def normalized(conversations: list[dict[str, Any]], api_version: str) -> list[dict[str, Any]]:
+    """v1 pages are brought to v3 conventions; started_at is made canonical UTC text for the state."""
+    if api_version == "v1":
+        return [normalize_v1_conversation(c) for c in conversations]
+    for conversation in conversations:
+        conversation["started_at"] = isoformat_utc(parse_timestamp(conversation["started_at"]))  # type: ignore[arg-type]
+    return conversations
 
 
 def has_hidden_transcript(conversation: dict[str, Any]) -> bool:
@@ -344,3 +353,8 @@ def dlt_column_hints(column_types: dict[str, str]) -> dict[str, dict[str, Any]]:
             hint["timezone"] = True
         hints[name] = hint
     return hints
+
+
+def without_merge_key(hints: dict[str, dict[str, Any]], name: str) -> dict[str, dict[str, Any]]:
+    """Says so explicitly: dlt keeps a merge key stored by an earlier version otherwise."""
+    return {**hints, name: {**hints[name], "merge_key": False}}
