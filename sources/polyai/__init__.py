@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import dlt
+from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
 from . import allocators
@@ -28,7 +29,13 @@ from .operations import refuse_appending_destination
 from .runs import PageTally, close_run, start_run
 from .settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from .shaping.privacy import PrivacyRules
-from .shaping.records import arrow_column_hints, conversations_table, turns_table, without_merge_key
+from .shaping.records import (
+    arrow_column_hints,
+    conversations_table,
+    transformer_disposition,
+    turns_table,
+    without_merge_key,
+)
 from .shaping.table_output import TableOutput, typed_page_decoder
 from .state import SourceState
 
@@ -51,7 +58,7 @@ TURN_KEY: Final = ("conversation_id", "turn_index")
 # ran out of DuckDB's 64MB. A row can still be staged twice when a load is resumed after a kill
 # (dlt's load jobs are at-least-once): the runner aborts such a load and reads its range again
 # instead (operations.abort_started_loads).
-CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
+CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",
     "deduplicated": True,
@@ -59,7 +66,7 @@ CONVERSATIONS_MERGE: Final[dict[str, Any]] = {
 # A conversation loaded again replaces all of its turns: the delete is scoped by the staged
 # conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
 # DuckDB cannot run as a hash join (it ran out of a 64MB memory_limit on large merges).
-TURNS_MERGE: Final[dict[str, Any]] = {
+TURNS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",
     "deduplicated": True,
@@ -133,7 +140,7 @@ def conversation_pages(
 @dlt.transformer(
     name="conversations",
     primary_key=CONVERSATION_KEY,
-    write_disposition=CONVERSATIONS_MERGE,
+    write_disposition=transformer_disposition(CONVERSATIONS_MERGE),
     columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=CONVERSATION_KEY),
 )
 def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
@@ -146,7 +153,7 @@ def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[A
 @dlt.transformer(
     name="turns",
     primary_key=TURN_KEY,
-    write_disposition=TURNS_MERGE,
+    write_disposition=transformer_disposition(TURNS_MERGE),
     # The destination scope replaces the merge key that earlier versions stored.
     columns=without_merge_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), "conversation_id"),
 )

@@ -263,9 +263,9 @@ class PolyAISourceConfiguration(BaseConfiguration):
         self.concurrency = _at_least_one("concurrency", self.concurrency, "concurrency = 4")
         per_load = self.max_conversations_per_load
         self.max_conversations_per_load = (
-            _at_least_one("max_conversations_per_load", per_load, "max_conversations_per_load = 50000")
-            if per_load not in (None, 0, "0", "")
-            else None
+            None
+            if per_load is None or per_load in (0, "0", "")
+            else _at_least_one("max_conversations_per_load", per_load, "max_conversations_per_load = 50000")
         )
 
     def _check_transport(self) -> None:

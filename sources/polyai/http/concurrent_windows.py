@@ -72,7 +72,7 @@ class WindowQueue:
     def take(self) -> Window | None:
         with self._lock:
             position = self.handed_out
-            closed = bool(self._limit) and self._fetched >= self._limit
+            closed = self._limit is not None and self._limit != 0 and self._fetched >= self._limit
             if position >= len(self._windows) or (closed and position >= self._always):
                 return None
             self.handed_out += 1
@@ -114,7 +114,7 @@ def iter_windows_concurrently(
     client: PolyAIClient,
     windows: WindowQueue,
     concurrency: int,
-    decoder: msgspec.json.Decoder | None = None,
+    decoder: msgspec.json.Decoder[Any] | None = None,
 ) -> Iterator[Page]:
     """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
 

@@ -68,7 +68,7 @@ def typed_page_decoder(
     privacy: PrivacyRules,
     conversation_output: TableOutput,
     turn_output: TableOutput,
-) -> msgspec.json.Decoder | None:
+) -> msgspec.json.Decoder[Any] | None:
     """The fast path's decoder (typed_pages), where it applies: v2/v3 pages loaded as they are.
 
     v1 pages are rewritten to v3 conventions and privacy options rewrite values: both work on

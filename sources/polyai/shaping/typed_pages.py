@@ -37,7 +37,7 @@ FIELD_TYPES: dict[str, Any] = {
 }
 # `latency` is a number (the spec) or an object (the migration guide); records.turns_table
 # sends each to its own column.
-LATENCY_TYPE = float | dict | list | None
+LATENCY_TYPE = float | dict[str, Any] | list[Any] | None
 
 
 class TypedRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -81,7 +81,7 @@ def _record_fields(column_types: dict[str, str], skip: Iterable[str]) -> list[tu
 @functools.lru_cache(maxsize=8)
 def _decoder(
     conversation_types: tuple[tuple[str, str], ...], turn_types: tuple[tuple[str, str], ...]
-) -> msgspec.json.Decoder:
+) -> msgspec.json.Decoder[Any]:
     turn = msgspec.defstruct(
         "TypedTurn",
         _record_fields(dict(turn_types), TURN_DERIVED_COLUMNS),
@@ -109,12 +109,12 @@ def _decoder(
     return msgspec.json.Decoder(body)
 
 
-def page_decoder(conversation_types: dict[str, str], turn_types: dict[str, str]) -> msgspec.json.Decoder:
+def page_decoder(conversation_types: dict[str, str], turn_types: dict[str, str]) -> msgspec.json.Decoder[Any]:
     """A decoder of whole page bodies into typed records for these column types."""
     return _decoder(tuple(conversation_types.items()), tuple(turn_types.items()))
 
 
-def decode_typed_page(decoder: msgspec.json.Decoder, content: bytes) -> DecodedPage | None:
+def decode_typed_page(decoder: msgspec.json.Decoder[Any], content: bytes) -> DecodedPage | None:
     """The page as typed records, or None when it does not fit them (the general path reads it)."""
     try:
         body = decoder.decode(content)
