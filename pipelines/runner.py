@@ -30,8 +30,8 @@ TIMED_STEPS = ("extract", "normalize", "load")
 
 
 # DuckDB's own limits for this connector's connection. By default DuckDB may take 80% of RAM and
-# keeps every loaded block in memory until it runs out. 64MB with one thread makes it spill to
-# its file instead; 32MB ran out merging a load of 200k conversations again over full tables.
+# keeps every loaded block in memory until it runs out. A small limit with one thread makes it
+# spill to its file instead; half of this one ran out on large merges (docs/performance.md).
 # Set in code, not in .dlt/config.toml: dlt treats every key under
 # `destination.duckdb.credentials` as a secret and fails the run when config.toml holds one.
 DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1}

@@ -54,10 +54,10 @@ Clock = Callable[[], datetime]
 CONVERSATION_KEY: Final = ("id",)
 TURN_KEY: Final = ("conversation_id", "turn_index")
 # The source sends each conversation, and so each turn, once per load (first_sightings), so the
-# merges skip dlt's ROW_NUMBER() pass over the staged rows: with it, a load of 50k conversations
-# ran out of DuckDB's 64MB. A row can still be staged twice when a load is resumed after a kill
-# (dlt's load jobs are at-least-once): the runner aborts such a load and reads its range again
-# instead (operations.abort_started_loads).
+# merges skip dlt's ROW_NUMBER() pass over the staged rows, which ran out of DuckDB's
+# memory_limit on large loads (docs/performance.md). A row can still be staged twice when a
+# load is resumed after a kill (dlt's load jobs are at-least-once): the runner aborts such a
+# load and reads its range again instead (operations.abort_started_loads).
 CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",
@@ -65,7 +65,7 @@ CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
 }
 # A conversation loaded again replaces all of its turns: the delete is scoped by the staged
 # conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
-# DuckDB cannot run as a hash join (it ran out of a 64MB memory_limit on large merges).
+# DuckDB cannot run as a hash join (it ran out of its memory_limit on large merges).
 TURNS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",

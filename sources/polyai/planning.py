@@ -114,8 +114,7 @@ def taper(windows: list[Window], concurrency: int) -> list[Window]:
 
     A window is read page after page by one connection: with windows of equal size, the run
     waits at its end for the connections that took one window more than the others. Half-size
-    windows last make that tail half as long (latency case of scripts/bench.py: ~0.5 s of
-    ~6 s of extraction).
+    windows last make that tail half as long (docs/performance.md).
     """
     if concurrency <= 1 or len(windows) <= concurrency:
         return windows

@@ -206,7 +206,7 @@ class PolyAIClient:
                     logger.info("window %s: the API sent %s; asking again", describe(window), stall)
             yield page
             # A suspended generator keeps its locals: without this, every worker would hold
-            # its last decoded page (~18 MB per 1000 conversations) while it fetches the next.
+            # its last decoded page, the largest object of a run, while it fetches the next.
             del page
             if cursor:
                 params.pop("offset", None)

@@ -19,18 +19,17 @@ from .client import Page, PolyAIClient
 
 _DONE = object()
 # Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket
-# until it fits: transport.read_within_budget): about one page of 1000 conversations
-# (~5 MB of JSON, ~18 MB decoded). Decoding holds the GIL, so more would cost memory and gain
+# until it fits: transport.read_within_budget): about one page of 1000 conversations.
+# Decoding holds the GIL, so more would cost memory and gain
 # no parallelism; a larger page is still decoded when nothing else is. Small pages are many
-# per budget, so that a worker does not wait for the caller before its next request: with
-# pages of 50 behind 200 ms of latency, one page at a time made the workers wait on the
-# caller's per-page work.
+# per budget, so that a worker does not wait for the caller before its next request: with small
+# pages behind a slow API, one page at a time made the workers wait on the caller's per-page work.
 DECODE_AHEAD_BYTES = 6 * 1024 * 1024
 # Conversations handed to the caller at once. Shaping a page into Arrow builds intermediate
-# lists and strings about three times the size of the decoded page; slicing bounds them to a
+# lists and strings several times the size of the decoded page; slicing bounds them to a
 # slice, and each slice's conversations are freed as soon as the caller is done with them.
 # Typed pages (typed_pages) are shaped whole: their records are compact, their JSON values
-# are views of the page's body, and every item handed to dlt costs ~10 ms of its own work.
+# are views of the page's body, and every item handed to dlt costs dlt work of its own.
 PAGE_SLICE = 250
 
 

@@ -352,8 +352,8 @@ def arrow_column_hints(column_types: dict[str, str], keys: Iterable[str]) -> TTa
     that the key columns stay nullable as they always were (dlt makes keys NOT NULL otherwise).
 
     Every other type comes with the table's Arrow schema. Fewer hints matter: dlt validates a
-    resource's column hints again for every table it receives (~0.6 ms per column on this
-    machine class, 2 tables per page). Rows that reach dlt as Python values (BigQuery,
+    resource's column hints again for every table it receives, two tables per page, at a
+    cost per column (docs/performance.md). Rows that reach dlt as Python values (BigQuery,
     Snowflake) need all of them: pipelines/runner.py applies `dlt_column_hints` there.
     """
     key_columns = set(keys)
