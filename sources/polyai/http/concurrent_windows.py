@@ -6,6 +6,7 @@ side and hands their pages to the caller's thread in arrival order.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
@@ -127,28 +128,8 @@ def iter_windows_concurrently(
     stop = threading.Event()
     budget = DecodeBudget(DECODE_AHEAD_BYTES, stop)
     pages: queue.Queue[Any] = queue.Queue()
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                window = windows.take()
-                if window is None:
-                    return
-                for page in client.iter_pages(window, budget, decoder):
-                    windows.fetched(len(page.conversations))
-                    pages.put(page)
-                    # Not kept while the next page is fetched: the consumer owns it now.
-                    del page
-                    if stop.is_set():
-                        return
-        except _Stopped:
-            return
-        except BaseException as error:
-            pages.put(error)
-        finally:
-            pages.put(_DONE)
-
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(concurrency, len(windows)))]
+    fetch = functools.partial(fetch_windows, client, windows, budget, decoder, pages, stop)
+    workers = [threading.Thread(target=fetch, daemon=True) for _ in range(min(concurrency, len(windows)))]
     # One request goes first and the others follow its answer: a wrong key or setting costs
     # one refused request, not one per connection.
     workers[0].start()
@@ -177,3 +158,32 @@ def iter_windows_concurrently(
         for worker in workers:
             if worker.ident is not None:
                 worker.join(timeout=5)
+
+
+def fetch_windows(
+    client: PolyAIClient,
+    windows: WindowQueue,
+    budget: DecodeBudget,
+    decoder: msgspec.json.Decoder[Any] | None,
+    pages: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """One worker: the pages of the windows it takes from the queue, put on `pages`, then _DONE."""
+    try:
+        while not stop.is_set():
+            window = windows.take()
+            if window is None:
+                return
+            for page in client.iter_pages(window, budget, decoder):
+                windows.fetched(len(page.conversations))
+                pages.put(page)
+                # Not kept while the next page is fetched: the consumer owns it now.
+                del page
+                if stop.is_set():
+                    return
+    except _Stopped:
+        return
+    except BaseException as error:
+        pages.put(error)
+    finally:
+        pages.put(_DONE)
