@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.specs import ConnectionStringCredentials
 from dlt.common.runners import Venv
 from dlt.helpers.dbt.exceptions import DBTNodeResult, DBTProcessingError
 from dlt.helpers.dbt.runner import DBTPackageRunner
@@ -149,8 +150,11 @@ def project_profile_environment(runner: DBTPackageRunner, schema: str) -> Iterat
     """Point dbt/profiles.yml at the pipeline's DuckDB file; dbt runs in a child process."""
     settings: dict[str, str] = {}
     if uses_project_profile(runner):
+        credentials = runner.credentials.credentials
+        # DuckDB's credentials (DuckDbCredentials) are a connection string's kind.
+        assert isinstance(credentials, ConnectionStringCredentials)
         # The runner starts dbt inside dbt/, so a relative path would name another file.
-        database = os.path.abspath(str(runner.credentials.credentials.database))
+        database = os.path.abspath(str(credentials.database))
         settings = {
             "POLYAI_DBT_TARGET": "duckdb",
             "POLYAI_DUCKDB_PATH": database,

@@ -3,14 +3,14 @@
 Both come with optional extras (pandas with BigQuery's, SQLAlchemy with Dagster) and both
 got imported by every run that merely found them installed, for one question each:
 - `pyarrow.array()` asks once per process whether pandas is installed (to recognise a pandas
-  Series): ~40 MB of RSS and ~0.2 s. pyarrow remembers the answer of that first, silent
-  probe; answered while `import pandas` is refused, it is "no pandas", true for as long as
-  nothing imports pandas. pyarrow's conversions to and from pandas (`to_pandas`,
-  `from_pandas`) import it again themselves and work as before.
+  Series), which costs memory and start-up time (docs/performance.md). pyarrow remembers the
+  answer of that first, silent probe; answered while `import pandas` is refused, it is "no
+  pandas", true for as long as nothing imports pandas. pyarrow's conversions to and from
+  pandas (`to_pandas`, `from_pandas`) import it again themselves and work as before.
 - dlt parses connection strings with SQLAlchemy's URL parser when SQLAlchemy is installed and
   with its own copy of it otherwise (`dlt.common.libs.sql_alchemy_compat`), and parses even
-  DuckDB's file path that way: ~12 MB and ~0.2 s. Imported while SQLAlchemy is refused, that
-  module keeps dlt's own parser, as in an install without SQLAlchemy.
+  DuckDB's file path that way. Imported while SQLAlchemy is refused, that module keeps dlt's
+  own parser, as in an install without SQLAlchemy.
 
 A command owns its process, so `pipelines/polyai_pipeline.py` does this at start-up
 (`process_tuning.tune_process`). The source does not: importing it must not change how

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTrace
 from dlt.common.exceptions import SignalReceivedException
 from dlt.load.exceptions import LoadClientJobFailed
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -241,7 +241,9 @@ def setting_variable(error: ConfigFieldMissingException, field: str, pipeline_na
     tried = [
         trace.key
         for trace in error.traces.get(field, [])
-        if getattr(trace, "provider", None) == "Environment Variables"
+        # The other kind, LookupTraces, are an embedded spec's traces, from no provider.
+        if isinstance(trace, LookupTrace)
+        and trace.provider == "Environment Variables"
         and not (trace.sections and trace.sections[0] == pipeline_name)
     ]
     documented = SOURCE_SETTING_ENV.format(field.upper())

@@ -72,7 +72,7 @@ def prefer_malloc_for_arrow() -> bool:
 def return_large_buffers_to_os() -> bool:
     """Make glibc give every buffer of 1 MB or more its own mapping, unmapped when freed.
 
-    Raw page bodies are ~5 MB each. glibc raises its mmap threshold after the first such
+    Raw page bodies are several MB each. glibc raises its mmap threshold after the first such
     buffer is freed, so later ones come from the worker threads' heaps, which keep the memory
     after it is freed; the cost of a fixed threshold is one mmap per large buffer.
     """

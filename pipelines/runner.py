@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
@@ -30,8 +30,8 @@ TIMED_STEPS = ("extract", "normalize", "load")
 
 
 # DuckDB's own limits for this connector's connection. By default DuckDB may take 80% of RAM and
-# keeps every loaded block in memory until it runs out. 64MB with one thread makes it spill to
-# its file instead; 32MB ran out merging a load of 200k conversations again over full tables.
+# keeps every loaded block in memory until it runs out. A small limit with one thread makes it
+# spill to its file instead; half of this one ran out on large merges (docs/performance.md).
 # Set in code, not in .dlt/config.toml: dlt treats every key under
 # `destination.duckdb.credentials` as a secret and fails the run when config.toml holds one.
 DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1}
@@ -49,7 +49,8 @@ def make_pipeline(
         pipeline_name=pipeline_name,
         destination=with_duckdb_limits(destination),
         dataset_name=dataset_name,
-        pipelines_dir=pipelines_dir,
+        # dlt types pipelines_dir as str, though its default is None (dlt's own folder).
+        pipelines_dir=cast(str, pipelines_dir),
     )
 
 
@@ -79,9 +80,8 @@ def with_duckdb_limits(destination: Any) -> Any:
 def configured_global_config(destination: dlt.destinations.duckdb) -> bool:
     """Whether dlt's providers (environment, secrets.toml) set DuckDB's global_config."""
     try:
-        resolved = dlt.destinations.duckdb(destination_name=destination.destination_name).configuration(
-            None, accept_partial=True
-        )
+        fresh = dlt.destinations.duckdb(destination_name=destination.destination_name)
+        resolved = fresh.configuration(fresh.spec(), accept_partial=True)
     except ConfigurationException:
         # A broken DuckDB setting: left to dlt, whose error at the run names it.
         return True

@@ -9,7 +9,9 @@ strings, very long texts, and data-dependent keys whose value types differ betwe
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ENVIRONMENTS = ("live",) * 8 + ("sandbox", "pre-release")
 CHANNELS = ("VOICE-SIP",) * 6 + ("WEBCHAT",) * 3 + ("CHAT",)
@@ -105,7 +107,7 @@ LONG_WORDS = (
 )
 
 
-def pick(rng: random.Random, pool: tuple[Any, ...]) -> Any:
+def pick(rng: random.Random, pool: tuple[T, ...]) -> T:
     # Indexing with random() is several times faster than rng.choice on CPython.
     return pool[int(rng.random() * len(pool))]
 

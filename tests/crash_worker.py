@@ -36,8 +36,8 @@ from dlt.common.storages.load_storage import LoadStorage  # noqa: E402
 from dlt.extract.storage import ExtractStorage  # noqa: E402
 
 from pipelines.runner import make_pipeline, run_load  # noqa: E402
-from sources.polyai import client as client_module  # noqa: E402
 from sources.polyai import polyai_source  # noqa: E402
+from sources.polyai.http import client as client_module  # noqa: E402
 
 
 def die() -> None:

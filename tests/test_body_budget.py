@@ -13,8 +13,8 @@ from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState
 
 from polyai_simulator.faults import Faults
-from sources.polyai import concurrent_windows
-from sources.polyai.transport import (
+from sources.polyai.http import concurrent_windows
+from sources.polyai.http.transport import (
     Fetched,
     RetryPolicy,
     Transport,

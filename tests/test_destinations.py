@@ -40,7 +40,7 @@ from warehouse_rows import column_types
 
 from pipelines.runner import make_pipeline
 from polyai_simulator import SimClock, SimConfig
-from sources.polyai.records import conversations_table, parse_timestamp, rows_with_json_values
+from sources.polyai.shaping.records import conversations_table, parse_timestamp, rows_with_json_values
 
 T = TypeVar("T")
 # Fewer conversations and runs than the DuckDB suite: each emulated load costs seconds.

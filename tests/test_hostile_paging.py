@@ -21,8 +21,8 @@ from truth import compare_tables
 
 from pipelines.runner import expected_error
 from polyai_simulator import SimClock, SimConfig
-from sources.polyai.client import PagingStalledError
-from sources.polyai.paging import MAX_STALLED_PAGES, PagingProgress
+from sources.polyai.http.client import PagingStalledError
+from sources.polyai.http.paging import MAX_STALLED_PAGES, PagingProgress
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sources.polyai.config import ConfigurationError
-from sources.polyai.privacy import REDACTED, apply_privacy, build_privacy_rules, hash_value
+from sources.polyai.shaping.privacy import REDACTED, apply_privacy, build_privacy_rules, hash_value
 
 
 def conversation() -> dict:

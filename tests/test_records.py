@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from sources.polyai.records import (
+from sources.polyai.settings import CONVERSATION_COLUMN_TYPES
+from sources.polyai.shaping.records import (
     TIMESTAMP_TYPE,
     conversations_table,
     has_hidden_transcript,
@@ -17,7 +18,6 @@ from sources.polyai.records import (
     parse_timestamp,
     turns_table,
 )
-from sources.polyai.settings import CONVERSATION_COLUMN_TYPES
 
 EXPECTED = datetime(2026, 11, 20, 10, 11, 12, 123456, tzinfo=UTC)
 
@@ -158,7 +158,7 @@ def test_values_that_do_not_fit_their_column_go_to_a_variant_column_exactly() ->
 
 
 def test_types_from_schema_keep_learnt_columns() -> None:
-    from sources.polyai.records import types_from_schema
+    from sources.polyai.shaping.records import types_from_schema
 
     types = types_from_schema(
         {"id": "text"}, {"extra": {"data_type": "bigint"}, "_dlt_id": {"data_type": "text"}}

@@ -6,17 +6,20 @@ import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
-from sources.polyai.repulls import (
+from sources.polyai.planning import (
     CHECK_AFTER_MISSES,
     WIDEN_FROM,
     WIDEST,
     WIDEST_AFTER_MISSES,
+    RunPlan,
+    Window,
     newly_lost,
     next_misses,
+    plan_run,
     repull_span,
+    within_budget,
 )
 from sources.polyai.settings import MAX_REPULL_WINDOWS, REPULL_PADDING
-from sources.polyai.windows import RunPlan, Window, plan_run, within_budget
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 

@@ -20,7 +20,7 @@ from test_cli import run_cli
 
 from polyai_simulator import Simulator
 from sources.polyai import PolyAIAPIError
-from sources.polyai.client import InvalidResponseError
+from sources.polyai.http.client import InvalidResponseError
 from sources.polyai.redaction import MASK, install_log_redaction, redact, register_secrets
 
 KEY = "sk-live-9d4e2a7c1b3f5e80-echo-marker"

@@ -33,11 +33,11 @@ from test_destinations import (  # noqa: F401 - fixtures of the warehouses
 from truth import compare_tables
 
 from polyai_simulator import Faults, SimClock, SimConfig
-from sources.polyai.client import decode_page
-from sources.polyai.records import conversations_table, turns_table
+from sources.polyai.http.client import decode_page
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
-from sources.polyai.text_repair import TextRepair, destination_keeps_nul, replace_escapes
-from sources.polyai.typed_pages import is_typed, page_decoder
+from sources.polyai.shaping.records import conversations_table, turns_table
+from sources.polyai.shaping.text_repair import TextRepair, destination_keeps_nul, replace_escapes
+from sources.polyai.shaping.typed_pages import is_typed, page_decoder
 
 DECODER = page_decoder(CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES)
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -20,9 +20,9 @@ from tenacity import RetryCallState
 from test_cli import run_cli
 
 from pipelines.runner import expected_error
-from sources.polyai.client import base_url_setting
-from sources.polyai.retries import body_is_broken, connection_failure, is_web_page
-from sources.polyai.transport import Fetched, RetryAfterWait
+from sources.polyai.http.client import base_url_setting
+from sources.polyai.http.retries import body_is_broken, connection_failure, is_web_page
+from sources.polyai.http.transport import Fetched, RetryAfterWait
 
 # Python's start, dlt's imports and the few attempts a refused connection gets, with the
 # default backoff; the retry policy these used to go through took minutes.

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 from polyai_simulator import SimClock, SimConfig, Simulator
-from sources.polyai.client import decode_page
-from sources.polyai.records import conversations_table, turns_table
+from sources.polyai.http.client import decode_page
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
-from sources.polyai.typed_pages import TypedRecord, decode_typed_page, is_typed, page_decoder
+from sources.polyai.shaping.records import conversations_table, turns_table
+from sources.polyai.shaping.typed_pages import TypedRecord, decode_typed_page, is_typed, page_decoder
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 DECODER = page_decoder(CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES)

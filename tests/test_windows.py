@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sources.polyai.client import drop_repeats
-from sources.polyai.concurrent_windows import WindowQueue
-from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
-from sources.polyai.windows import (
+from sources.polyai.http.client import drop_repeats
+from sources.polyai.http.concurrent_windows import WindowQueue
+from sources.polyai.planning import (
     RunPlan,
     Window,
     cursor_after,
@@ -26,6 +25,7 @@ from sources.polyai.windows import (
     split_window,
     taper,
 )
+from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 LOOKBACK = timedelta(minutes=15)

@@ -14,8 +14,6 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.typing import TSecretStrValue
 
-from .privacy import PrivacyRules, build_privacy_rules
-from .records import parse_timestamp
 from .redaction import register_secrets
 from .settings import (
     API_VERSIONS,
@@ -27,6 +25,8 @@ from .settings import (
     REGION_BASE_URL,
     REGIONS,
 )
+from .shaping.privacy import PrivacyRules, build_privacy_rules
+from .shaping.records import parse_timestamp
 
 
 class ConfigurationError(ValueError):
@@ -263,9 +263,9 @@ class PolyAISourceConfiguration(BaseConfiguration):
         self.concurrency = _at_least_one("concurrency", self.concurrency, "concurrency = 4")
         per_load = self.max_conversations_per_load
         self.max_conversations_per_load = (
-            _at_least_one("max_conversations_per_load", per_load, "max_conversations_per_load = 50000")
-            if per_load not in (None, 0, "0", "")
-            else None
+            None
+            if per_load is None or per_load in (0, "0", "")
+            else _at_least_one("max_conversations_per_load", per_load, "max_conversations_per_load = 50000")
         )
 
     def _check_transport(self) -> None:

@@ -16,7 +16,7 @@ from typing import Final
 import dlt
 from dlt.common.destination import TLoaderFileFormat
 
-from .text_repair import TextRepair, destination_keeps_nul
+from .shaping.text_repair import TextRepair, destination_keeps_nul
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ API_VERSIONS: Final = ("v1", "v2", "v3")
 CLIENT_ENVS: Final = ("sandbox", "pre-release", "live")
 
 MAX_LIMIT: Final = 1000
-# Windows fetched at once. A backfill against an API that takes 200 ms per page (scripts/bench.py,
-# 10k conversations, pages of 50; sequential paging 34 s) took 9.2 s with 8, 7.6 s with 10 and
-# 7.1 s with 12, measured one after the other: 3.7x, 4.5x and 4.8x. Against a fast API, 8 and
-# 10 were alike in time and memory at 10k and 100k. 10 is also the connection-pool size that
-# requests (urllib3) and boto3 default to: still modest for an API that publishes no rate limit.
+# Windows fetched at once: against a slow API, more connections hide its latency, with less gain
+# past 10; against a fast one, 8 and 10 cost alike (docs/performance.md, "Why the defaults").
+# 10 is also the connection-pool size that requests (urllib3) and boto3 default to: still modest
+# for an API that publishes no rate limit.
 # After a 429 all connections slow down together (retries.RequestPacer) and speed back up as
 # answers come back.
 DEFAULT_CONCURRENCY: Final = 10

@@ -19,7 +19,7 @@ from typing import Any, Final
 CURSOR: Final = "cursor"
 PENDING: Final = "pending"
 LAST_RUN: Final = "last_run"
-# Per pending conversation, the runs whose re-pulls missed it (repulls).
+# Per pending conversation, the runs whose re-pulls missed it (planning.next_misses).
 REPULL_MISSES: Final = "repull_misses"
 # The columns of the stored pending set (encode_pending).
 PENDING_IDS: Final = "ids"

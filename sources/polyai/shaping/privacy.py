@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import TURN_TEXT_FIELDS
+from ..settings import TURN_TEXT_FIELDS
 
 PHONE_FIELDS = ("from_number", "to_number")
 # Built-in state keys that hold the same phone numbers as from_number / to_number.
@@ -91,7 +91,7 @@ def build_privacy_rules(
     redact_transcripts: bool,
     redact_state_keys: Iterable[str] | str | None,
 ) -> PrivacyRules:
-    from .config import ConfigurationError
+    from ..config import ConfigurationError
 
     if phone_numbers not in PHONE_MODES:
         raise ConfigurationError(

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
+import msgspec
 import pyarrow as pa
 
-from .destinations import DestinationFit, current_fit
+from ..config import ConnectorSettings
+from ..destinations import DestinationFit, current_fit
+from .privacy import PrivacyRules
 from .records import dlt_column_hints, rows_with_json_values, types_from_schema
+from .typed_pages import page_decoder
 
 
 class TableOutput:
@@ -57,3 +61,19 @@ class TableOutput:
             columns=dlt_column_hints(columns) if columns else None, file_format=file_format
         )
         return dlt.mark.with_hints(items, hints)
+
+
+def typed_page_decoder(
+    settings: ConnectorSettings,
+    privacy: PrivacyRules,
+    conversation_output: TableOutput,
+    turn_output: TableOutput,
+) -> msgspec.json.Decoder[Any] | None:
+    """The fast path's decoder (typed_pages), where it applies: v2/v3 pages loaded as they are.
+
+    v1 pages are rewritten to v3 conventions and privacy options rewrite values: both work on
+    dicts, so they take the general path.
+    """
+    if settings.api_version == "v1" or privacy.active:
+        return None
+    return page_decoder(conversation_output.current(), turn_output.current())

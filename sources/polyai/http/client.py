@@ -15,15 +15,15 @@ import orjson
 import requests
 from requests import Response
 
-from .config import ConfigurationError, ConnectorSettings
+from ..config import ConfigurationError, ConnectorSettings
+from ..planning import Window
+from ..redaction import redact, redact_optional
+from ..settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
+from ..shaping.text_repair import TextRepair
+from ..shaping.typed_pages import DecodedPage, decode_typed_page
 from .paging import PagingProgress
-from .redaction import redact, redact_optional
 from .retries import CONNECT_ATTEMPTS, connection_failure, is_web_page
-from .settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
-from .text_repair import TextRepair
 from .transport import BodyBudget, Fetched, RetryPolicy, Transport, server_time
-from .typed_pages import DecodedPage, decode_typed_page
-from .windows import Window
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class PolyAIClient:
                     logger.info("window %s: the API sent %s; asking again", describe(window), stall)
             yield page
             # A suspended generator keeps its locals: without this, every worker would hold
-            # its last decoded page (~18 MB per 1000 conversations) while it fetches the next.
+            # its last decoded page, the largest object of a run, while it fetches the next.
             del page
             if cursor:
                 params.pop("offset", None)

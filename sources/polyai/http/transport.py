@@ -80,8 +80,8 @@ def read_within_budget(response: Response, budget: BodyBudget | None) -> Fetched
     """`response` (streamed) with its body read, a 200's only once it fits in `budget`.
 
     With several connections and a fast API, bodies arrive faster than the caller shapes
-    pages: read at once, each waiting connection held a raw body (~5 MB per page of 1000
-    conversations). Waiting before the read leaves them in the socket.
+    pages: read at once, each waiting connection held a raw body of a few MB. Waiting before
+    the read leaves them in the socket.
     """
     if budget is None or response.status_code != 200:
         response.content  # noqa: B018 - read now, as requests does when not streaming

@@ -6,6 +6,7 @@ side and hands their pages to the caller's thread in arrival order.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
@@ -13,24 +14,23 @@ from typing import Any
 
 import msgspec
 
+from ..planning import Window
+from ..shaping.typed_pages import is_typed
 from .client import Page, PolyAIClient
-from .typed_pages import is_typed
-from .windows import Window
 
 _DONE = object()
 # Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket
-# until it fits: transport.read_within_budget): about one page of 1000 conversations
-# (~5 MB of JSON, ~18 MB decoded). Decoding holds the GIL, so more would cost memory and gain
+# until it fits: transport.read_within_budget): about one page of 1000 conversations.
+# Decoding holds the GIL, so more would cost memory and gain
 # no parallelism; a larger page is still decoded when nothing else is. Small pages are many
-# per budget, so that a worker does not wait for the caller before its next request: with
-# pages of 50 behind 200 ms of latency, one page at a time made the workers wait on the
-# caller's per-page work.
+# per budget, so that a worker does not wait for the caller before its next request: with small
+# pages behind a slow API, one page at a time made the workers wait on the caller's per-page work.
 DECODE_AHEAD_BYTES = 6 * 1024 * 1024
 # Conversations handed to the caller at once. Shaping a page into Arrow builds intermediate
-# lists and strings about three times the size of the decoded page; slicing bounds them to a
+# lists and strings several times the size of the decoded page; slicing bounds them to a
 # slice, and each slice's conversations are freed as soon as the caller is done with them.
 # Typed pages (typed_pages) are shaped whole: their records are compact, their JSON values
-# are views of the page's body, and every item handed to dlt costs ~10 ms of its own work.
+# are views of the page's body, and every item handed to dlt costs dlt work of its own.
 PAGE_SLICE = 250
 
 
@@ -72,7 +72,7 @@ class WindowQueue:
     def take(self) -> Window | None:
         with self._lock:
             position = self.handed_out
-            closed = bool(self._limit) and self._fetched >= self._limit
+            closed = self._limit is not None and self._limit != 0 and self._fetched >= self._limit
             if position >= len(self._windows) or (closed and position >= self._always):
                 return None
             self.handed_out += 1
@@ -114,7 +114,7 @@ def iter_windows_concurrently(
     client: PolyAIClient,
     windows: WindowQueue,
     concurrency: int,
-    decoder: msgspec.json.Decoder | None = None,
+    decoder: msgspec.json.Decoder[Any] | None = None,
 ) -> Iterator[Page]:
     """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
@@ -128,28 +128,8 @@ def iter_windows_concurrently(
     stop = threading.Event()
     budget = DecodeBudget(DECODE_AHEAD_BYTES, stop)
     pages: queue.Queue[Any] = queue.Queue()
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                window = windows.take()
-                if window is None:
-                    return
-                for page in client.iter_pages(window, budget, decoder):
-                    windows.fetched(len(page.conversations))
-                    pages.put(page)
-                    # Not kept while the next page is fetched: the consumer owns it now.
-                    del page
-                    if stop.is_set():
-                        return
-        except _Stopped:
-            return
-        except BaseException as error:
-            pages.put(error)
-        finally:
-            pages.put(_DONE)
-
-    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(concurrency, len(windows)))]
+    fetch = functools.partial(fetch_windows, client, windows, budget, decoder, pages, stop)
+    workers = [threading.Thread(target=fetch, daemon=True) for _ in range(min(concurrency, len(windows)))]
     # One request goes first and the others follow its answer: a wrong key or setting costs
     # one refused request, not one per connection.
     workers[0].start()
@@ -178,3 +158,32 @@ def iter_windows_concurrently(
         for worker in workers:
             if worker.ident is not None:
                 worker.join(timeout=5)
+
+
+def fetch_windows(
+    client: PolyAIClient,
+    windows: WindowQueue,
+    budget: DecodeBudget,
+    decoder: msgspec.json.Decoder[Any] | None,
+    pages: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """One worker: the pages of the windows it takes from the queue, put on `pages`, then _DONE."""
+    try:
+        while not stop.is_set():
+            window = windows.take()
+            if window is None:
+                return
+            for page in client.iter_pages(window, budget, decoder):
+                windows.fetched(len(page.conversations))
+                pages.put(page)
+                # Not kept while the next page is fetched: the consumer owns it now.
+                del page
+                if stop.is_set():
+                    return
+    except _Stopped:
+        return
+    except BaseException as error:
+        pages.put(error)
+    finally:
+        pages.put(_DONE)

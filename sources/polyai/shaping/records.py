@@ -13,13 +13,13 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
 import pendulum
 import pyarrow as pa
 
-from .settings import (
+from ..settings import (
     CONVERSATION_COLUMN_TYPES,
     CONVERSATION_NESTED_FIELDS,
     CONVERSATION_TEXT_FIELDS,
@@ -30,6 +30,15 @@ from .settings import (
 )
 from .typed_pages import is_typed, typed_columns
 
+if TYPE_CHECKING:
+    from dlt.common.data_types.typing import TDataType
+    from dlt.common.schema.typing import (
+        TColumnSchema,
+        TDeleteInsertStrategyDict,
+        TTableSchemaColumns,
+        TWriteDisposition,
+    )
+
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -38,6 +47,15 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "double": pa.float64(),
     "bool": pa.bool_(),
     "timestamp": TIMESTAMP_TYPE,
+}
+# The same names as dlt's data types, typed as dlt's hints take them.
+DLT_DATA_TYPES: dict[str, TDataType] = {
+    "text": "text",
+    "json": "json",
+    "bigint": "bigint",
+    "double": "double",
+    "bool": "bool",
+    "timestamp": "timestamp",
 }
 # Marks the Arrow string fields that hold JSON text, so a table says by itself which of its
 # columns to parse back (new fields and `__v_json` variants included).
@@ -94,6 +112,15 @@ def _normalize_v1_turn(turn: dict[str, Any]) -> dict[str, Any]:
         if parsed is not None:
             normalized[name] = isoformat_utc(parsed)
     return normalized
+
+
+def normalized(conversations: list[dict[str, Any]], api_version: str) -> list[dict[str, Any]]:
+    """v1 pages are brought to v3 conventions; started_at is made canonical UTC text for the state."""
+    if api_version == "v1":
+        return [normalize_v1_conversation(c) for c in conversations]
+    for conversation in conversations:
+        conversation["started_at"] = isoformat_utc(parse_timestamp(conversation["started_at"]))  # type: ignore[arg-type]
+    return conversations
 
 
 def has_hidden_transcript(conversation: dict[str, Any]) -> bool:
@@ -187,7 +214,7 @@ def variant_column(name: str) -> str:
     return f"{name}{VARIANT_SUFFIX}"
 
 
-def types_from_schema(known: dict[str, str], schema_columns: dict[str, dict[str, Any]]) -> dict[str, str]:
+def types_from_schema(known: dict[str, str], schema_columns: TTableSchemaColumns) -> dict[str, str]:
     """The known column types plus those an earlier run learnt and dlt keeps in its schema."""
     types = dict(known)
     for name, column in schema_columns.items():
@@ -311,7 +338,7 @@ def rows_with_json_values(table: pa.Table) -> list[dict[str, Any]]:
     standard library parser keeps integers beyond 64 bits exact (orjson makes them floats).
     """
     json_columns = [field.name for field in table.schema if is_json_field(field)]
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     for row in rows:
         for name in json_columns:
             text = row[name]
@@ -320,13 +347,13 @@ def rows_with_json_values(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def arrow_column_hints(column_types: dict[str, str], keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+def arrow_column_hints(column_types: dict[str, str], keys: Iterable[str]) -> TTableSchemaColumns:
     """The hints the Arrow tables cannot carry themselves: which text columns hold JSON, and
     that the key columns stay nullable as they always were (dlt makes keys NOT NULL otherwise).
 
     Every other type comes with the table's Arrow schema. Fewer hints matter: dlt validates a
-    resource's column hints again for every table it receives (~0.6 ms per column on this
-    machine class, 2 tables per page). Rows that reach dlt as Python values (BigQuery,
+    resource's column hints again for every table it receives, two tables per page, at a
+    cost per column (docs/performance.md). Rows that reach dlt as Python values (BigQuery,
     Snowflake) need all of them: pipelines/runner.py applies `dlt_column_hints` there.
     """
     key_columns = set(keys)
@@ -335,12 +362,26 @@ def arrow_column_hints(column_types: dict[str, str], keys: Iterable[str]) -> dic
     )
 
 
-def dlt_column_hints(column_types: dict[str, str]) -> dict[str, dict[str, Any]]:
+def dlt_column_hints(column_types: dict[str, str]) -> TTableSchemaColumns:
     """dlt column hints for the known columns, so that tables have them from the first load."""
-    hints: dict[str, dict[str, Any]] = {}
+    hints: TTableSchemaColumns = {}
     for name, data_type in column_types.items():
-        hint: dict[str, Any] = {"data_type": data_type, "nullable": True}
+        hint: TColumnSchema = {"data_type": DLT_DATA_TYPES[data_type], "nullable": True}
         if data_type == "timestamp":
             hint["timezone"] = True
         hints[name] = hint
     return hints
+
+
+def without_merge_key(hints: TTableSchemaColumns, name: str) -> TTableSchemaColumns:
+    """Says so explicitly: dlt keeps a merge key stored by an earlier version otherwise."""
+    return {**hints, name: {**hints[name], "merge_key": False}}
+
+
+def transformer_disposition(merge: TDeleteInsertStrategyDict) -> TWriteDisposition:
+    """`merge` as dlt.transformer's `write_disposition` is typed.
+
+    dlt.transformer declares a bare disposition name but hands the value to dlt.resource, which
+    takes the merge strategy's dict as well: only dlt's annotation is narrower.
+    """
+    return cast("TWriteDisposition", merge)
