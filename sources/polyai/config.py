@@ -163,7 +163,7 @@ class PolyAISourceConfiguration(BaseConfiguration):
     dlt resolves them from keyword arguments, the environment, .dlt/secrets.toml and
     .dlt/config.toml; `on_resolved` checks them, so a wrong one fails before any request, and
     `connector_settings` gives the form the connector runs on. The README's table and
-    .dlt/config.toml document them (tests/test_config_spec.py keeps the three in step).
+    .dlt/config.toml document them (tests/unit/test_config_spec.py keeps the three in step).
     """
 
     api_key: TSecretStrValue = dlt.secrets.value

@@ -21,7 +21,7 @@ from .shaping.text_repair import TextRepair, destination_keeps_nul
 logger = logging.getLogger(__name__)
 
 # Per destination, the loader file format that keeps JSON values exact and timestamps typed
-# (checked in tests/test_destinations.py and tests/test_plain_dlt.py):
+# (checked in tests/integration/test_destinations.py and tests/integration/test_plain_dlt.py):
 # - DuckDB, MotherDuck: Parquet straight from the Arrow tables, the fast path (jsonl would add
 #   keys of other rows as nulls into JSON objects).
 # - BigQuery: jsonl (dlt refuses `json` columns from Parquet), JSON values as objects.

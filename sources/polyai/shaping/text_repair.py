@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-# Destinations measured to lose or refuse NUL (tests/test_text_exactness.py).
+# Destinations measured to lose or refuse NUL (tests/integration/test_text_exactness.py).
 DESTINATIONS_WITHOUT_NUL = frozenset({"postgres"})
 REPLACEMENT = b"\\ufffd"
 NUL_ESCAPE = b"\\u0000"

@@ -1,0 +1,39 @@
+"""The command as a user runs it, and the DuckDB file it leaves behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "pipelines" / "polyai_pipeline.py"
+
+
+def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    environment.update(env or {})
+    environment["DLT_DATA_DIR"] = str(cwd / "dlt_data")
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--pipelines-dir", str(cwd / "pipelines"), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def tables(database: Path) -> tuple[list[dict], list[dict]]:
+    with duckdb.connect(str(database), read_only=True) as connection:
+        result = []
+        for sql in (
+            "SELECT * FROM polyai.conversations ORDER BY id",
+            "SELECT * FROM polyai.turns ORDER BY conversation_id, turn_index",
+        ):
+            relation = connection.sql(sql)
+            result.append([dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()])
+    return result[0], result[1]
