@@ -56,8 +56,9 @@ TURN_KEY: Final = ("conversation_id", "turn_index")
 # The source sends each conversation, and so each turn, once per load (first_sightings), so the
 # merges skip dlt's ROW_NUMBER() pass over the staged rows, which ran out of DuckDB's
 # memory_limit on large loads (docs/performance.md). A row can still be staged twice when a
-# load is resumed after a kill (dlt's load jobs are at-least-once): the runner aborts such a
-# load and reads its range again instead (operations.abort_started_loads).
+# load is resumed after a kill (dlt's load jobs are at-least-once): such a load is aborted and
+# its range read again instead (operations.abort_started_loads, from load_until_caught_up, and
+# from the source itself before a plain `pipeline.run`: loading.prepare_active_pipeline).
 CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",
