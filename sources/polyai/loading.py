@@ -16,6 +16,7 @@ from dlt.extract.source import DltSource
 from .operations import (
     PipelineBusy,
     abort_started_loads,
+    drop_extracts_already_normalized,
     pipeline_lock,
     prune_state_history,
     prune_working_folder,
@@ -71,6 +72,7 @@ def iter_load_parts(
 def _load_parts_locked(
     pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
 ) -> Iterator[T]:
+    drop_extracts_already_normalized(pipeline)
     abort_started_loads(pipeline)
     previous_cursor: str | None = None
     while True:
@@ -117,4 +119,5 @@ def prepare_active_pipeline() -> None:
     if not isinstance(pipeline, dlt.Pipeline):
         return
     with contextlib.suppress(PipelineBusy), pipeline_lock(pipeline):
+        drop_extracts_already_normalized(pipeline)
         abort_started_loads(pipeline)

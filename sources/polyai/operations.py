@@ -145,6 +145,37 @@ def prune_working_folder(pipeline: dlt.Pipeline, keep: int = KEEP_LOADED_PACKAGE
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+def drop_extracts_already_normalized(pipeline: dlt.Pipeline) -> list[str]:
+    """Deletes extracted packages whose normalized (or loaded) package exists already.
+
+    A run killed after dlt's normalize step committed a package (`load/normalized/<id>`) and
+    before it deleted the extracted copy leaves both: every later run normalizes that copy
+    again and fails for ever on the package that exists ("Directory not empty"). The committed
+    package is complete (a rename), so the copy, and the half-written `load/new/<id>` that the
+    failed runs left, go.
+    """
+    working_dir = Path(pipeline.working_dir)
+    extracted_dir = working_dir / "normalize" / NormalizeStorage.EXTRACTED_FOLDER
+    if not extracted_dir.is_dir():
+        return []
+    committed: set[str] = set()
+    for folder in (LoadStorage.NORMALIZED_FOLDER, LoadStorage.LOADED_FOLDER):
+        packages = working_dir / "load" / folder
+        if packages.is_dir():
+            committed |= {package.name for package in packages.iterdir() if package.is_dir()}
+    stale = sorted(package.name for package in extracted_dir.iterdir() if package.name in committed)
+    for load_id in stale:
+        shutil.rmtree(extracted_dir / load_id)
+        shutil.rmtree(working_dir / "load" / LoadStorage.NEW_PACKAGES_FOLDER / load_id, ignore_errors=True)
+    if stale:
+        logger.warning(
+            "a run was killed right after normalizing package %s: its extracted copy is deleted "
+            "and the normalized package is loaded",
+            ", ".join(stale),
+        )
+    return stale
+
+
 def folder_size(path: str | Path) -> int:
     """Bytes in the files under `path`."""
     return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())

@@ -117,6 +117,7 @@ def test_a_backfill_killed_in_its_second_load_goes_on_from_the_first(
 COMMIT_POINTS = [
     "before_extract_commit",
     "before_normalize_commit",
+    "after_normalize_commit",
     "after_job:conversations.parquet",
     "after_job:turns.parquet",
     "after_job:_dlt_pipeline_state",

@@ -6,6 +6,7 @@ KILL_AT, one of:
 - none; extract:N (after N pages); after_extract; after_normalize; during_load:SECONDS;
 - second_load (two pages into a backfill's second load); random:SECONDS (after that long);
 - before_extract_commit (the package written, not yet committed); before_normalize_commit;
+  after_normalize_commit (committed, its extracted copy not yet deleted);
 - after_job:TABLE.KIND (the first load job of that table and kind, e.g. `turns.parquet` for
   the staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row:
   committed in the destination, before dlt records it done).
@@ -92,6 +93,17 @@ def kill_before_commit(storage: Any) -> None:
     storage.commit_new_load_package = die_instead
 
 
+def kill_after_commit(storage: Any) -> None:
+    """Dies right after `storage` committed a package, before dlt deletes what it came from."""
+    original = storage.commit_new_load_package
+
+    def commit_then_die(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        die()
+
+    storage.commit_new_load_package = commit_then_die
+
+
 def killed_in_second_load(make_source: Callable[[], Any]) -> Callable[[], Any]:
     """A source factory whose second source dies after two pages: the first load is committed."""
     calls = {"count": 0}
@@ -139,10 +151,12 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         kill_before_commit(ExtractStorage)
     elif kill_at == "before_normalize_commit":
         kill_before_commit(LoadStorage)
+    elif kill_at == "after_normalize_commit":
+        kill_after_commit(LoadStorage)
     if plain:
         pipeline.run(source())
         return
-    if kill_at == "none" or kill_at.startswith(("after_job:", "before_")):
+    if kill_at == "none" or kill_at.startswith(("after_job:", "before_", "after_normalize_commit")):
         run_load(pipeline, source)  # the real path: finishes a half-done load first
         return
     if kill_at == "second_load":
