@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import dlt
@@ -27,6 +27,9 @@ from .settings import (
 )
 from .shaping.privacy import PrivacyRules, build_privacy_rules
 from .shaping.records import parse_timestamp
+
+if TYPE_CHECKING:
+    from .projects import ProjectSettings
 
 
 class ConfigurationError(ValueError):
@@ -283,6 +286,14 @@ class PolyAISourceConfiguration(BaseConfiguration):
         return build_privacy_rules(
             self.phone_numbers, self.pii_salt, self.redact_transcripts, self.redact_state_keys
         )
+
+    def project_settings(self, now: datetime) -> list[ProjectSettings]:
+        """The projects to load, in order: today the one the top-level settings name."""
+        from .projects import ProjectSettings, state_key
+
+        connector = self.connector_settings(now)
+        key = state_key(connector.project_id, self.region, connector.client_env)
+        return [ProjectSettings(label=connector.project_id, state_key=key, connector=connector)]
 
     def connector_settings(self, now: datetime) -> ConnectorSettings:
         """The checked settings as the connector runs on them; `start_date` must not lie after `now`."""
