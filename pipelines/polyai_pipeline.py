@@ -26,6 +26,7 @@ import signal
 import traceback
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTrace
@@ -130,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with loading_without_pandas():
             summary = run_load(pipeline, polyai_source)
         print(summary.render())
+        if summary.failures:
+            return report_failed_projects(summary.failures)
         if args.run_dbt:
             print(run_dbt(pipeline).render())
         return 0
@@ -138,6 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_TERMINATED
     except (Exception, SignalReceivedException) as error:
         return report_failure(error, args.pipeline_name or DEFAULT_PIPELINE_NAME)
+
+
+def report_failed_projects(failures: dict[str, dict[str, Any]]) -> int:
+    """The projects a run could not load (the others were): exit 2 if one was refused, else 1."""
+    for label, failure in failures.items():
+        print(redact(f"error: {label} was not loaded: {failure['message']}"), file=sys.stderr)
+    print(
+        "The other projects were loaded and committed; the failed ones keep their cursor, and the "
+        "next run catches them up.",
+        file=sys.stderr,
+    )
+    refused = any(failure.get("refused") for failure in failures.values())
+    return EXIT_EXPECTED_ERROR if refused else EXIT_FAILED
 
 
 TRACEBACK_START = "Traceback (most recent call last)"

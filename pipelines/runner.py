@@ -15,7 +15,14 @@ from dlt.common.storages import FileStorage
 from dlt.extract.source import DltSource
 from dlt.pipeline.trace import PipelineTrace
 
-from sources.polyai import ConfigurationError, InvalidResponseError, PolyAIAPIError, iter_load_parts
+from sources.polyai import (
+    ConfigurationError,
+    InvalidResponseError,
+    PolyAIAPIError,
+    ProjectsFailed,
+    iter_load_parts,
+)
+from sources.polyai.loading import current_run_progress
 from sources.polyai.operations import DestinationBusy, DestinationRefused, PipelineBusy, duckdb_lock_message
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from sources.polyai.state import SourceState
@@ -89,6 +96,38 @@ def configured_global_config(destination: dlt.destinations.duckdb) -> bool:
 
 
 @dataclass
+class ProjectLine:
+    """One project's part of a run: what it loaded, where its state stands, or why it failed."""
+
+    conversations: int = 0
+    turns: int = 0
+    requests: int = 0
+    pending: int = 0
+    cursor: str | None = None
+    # The failure report (sources.polyai.runs.failure_report) when the project failed.
+    failure: dict[str, Any] | None = None
+
+    def render(self, label: str) -> str:
+        if self.failure is not None:
+            return f"  {label}: FAILED, not loaded in this run: {self.failure['message']}"
+        return (
+            f"  {label}: {self.conversations} conversations, {self.turns} turns, "
+            f"{self.pending} in progress, cursor {self.cursor or 'not set'}"
+        )
+
+    def then(self, later: ProjectLine) -> ProjectLine:
+        """This part followed by `later`: counts added up, state as `later` left it."""
+        return ProjectLine(
+            conversations=self.conversations + later.conversations,
+            turns=self.turns + later.turns,
+            requests=self.requests + later.requests,
+            pending=later.pending,
+            cursor=later.cursor,
+            failure=later.failure or self.failure,
+        )
+
+
+@dataclass
 class RunSummary:
     conversations: int
     turns: int
@@ -106,11 +145,19 @@ class RunSummary:
     step_seconds: dict[str, float] = field(default_factory=dict)
     # `table.column` -> values whose characters the destination cannot hold were replaced.
     replaced_text: dict[str, int] = field(default_factory=dict)
+    # Per project (by label), when the run loaded several or one failed.
+    projects: dict[str, ProjectLine] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict[str, dict[str, Any]]:
+        return {label: line.failure for label, line in self.projects.items() if line.failure is not None}
 
     def render(self) -> str:
         in_loads = f" in {self.loads} loads" if self.loads > 1 else ""
-        lines = [
-            f"loaded {self.conversations} conversation rows and {self.turns} turn rows{in_loads}",
+        lines = [f"loaded {self.conversations} conversation rows and {self.turns} turn rows{in_loads}"]
+        if len(self.projects) > 1:
+            lines += [line.render(label) for label, line in self.projects.items()]
+        lines += [
             f"in progress, re-pulled on later runs: {self.pending}",
             f"cursor (started_at read up to): {self.cursor or 'not set'}",
             f"API requests: {self.requests}",
@@ -138,12 +185,14 @@ class RunSummary:
 
 def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> RunSummary:
     """Load until the cursor has caught up with now (sources.polyai.load_until_caught_up), summarized."""
+    summaries: list[RunSummary] = []
     try:
-        summaries = [
+        for load_info in iter_load_parts(pipeline, make_source, pipeline.run):
             # Summarized as each part is committed: the trace holds only the last run.
-            summarize(pipeline, load_info)
-            for load_info in iter_load_parts(pipeline, make_source, pipeline.run)
-        ]
+            summaries.append(summarize(pipeline, load_info))
+    except ProjectsFailed:
+        # The others are loaded; the summary names the failed ones (RunSummary.failures).
+        pass
     except Exception as error:
         held = duckdb_lock_message(error)
         if held is None:
@@ -169,6 +218,10 @@ def cursor(pipeline: dlt.Pipeline) -> str | None:
 def combine(summaries: list[RunSummary]) -> RunSummary:
     """One summary for the loads of one run: counts added up, state as the last load left it."""
     last = summaries[-1]
+    projects: dict[str, ProjectLine] = {}
+    for summary in summaries:
+        for label, line in summary.projects.items():
+            projects[label] = projects[label].then(line) if label in projects else line
     return RunSummary(
         conversations=sum(summary.conversations for summary in summaries),
         turns=sum(summary.turns for summary in summaries),
@@ -189,27 +242,52 @@ def combine(summaries: list[RunSummary]) -> RunSummary:
         replaced_text=dict(
             sorted(sum((Counter(summary.replaced_text) for summary in summaries), Counter()).items())
         ),
+        projects=projects,
     )
 
 
 def summarize(pipeline: dlt.Pipeline, load_info: LoadInfo | None) -> RunSummary:
+    """The part just loaded, over the projects it ran (those it failed included)."""
     trace = pipeline.last_trace
     row_counts = loaded_row_counts(trace, load_info)
-    state = source_state(pipeline)
-    last_run = state.last_run
+    progress = current_run_progress()
+    labels = progress.labels if progress is not None else {}
+    failures = progress.failures if progress is not None else {}
+    all_states = SourceState.projects_of_pipeline(pipeline.state)
+    states = {labels[key]: all_states[key] for key in labels if key in all_states}
+    loaded = [state for label, state in states.items() if not states[label].last_run.failure]
+    runs = [state.last_run for state in loaded]
     return RunSummary(
         conversations=row_counts.get("conversations", 0),
         turns=row_counts.get("turns", 0),
-        pending=len(state.pending),
-        cursor=state.cursor,
-        requests=last_run.requests,
-        expired=last_run.expired,
-        hidden_transcripts=last_run.hidden_transcripts,
+        pending=sum(len(state.pending) for state in loaded),
+        cursor=min((state.cursor for state in loaded if state.cursor), default=None),
+        requests=sum(run.requests for run in runs),
+        expired=sum(run.expired for run in runs),
+        hidden_transcripts=sum(run.hidden_transcripts for run in runs),
         new_columns=new_columns(load_info),
         load_info=load_info,
-        caught_up=last_run.caught_up,
+        caught_up=all(run.caught_up for run in runs),
         step_seconds=step_seconds(trace),
-        replaced_text=dict(last_run.replaced_text),
+        replaced_text=dict(sum((Counter(run.replaced_text) for run in runs), Counter())),
+        projects={
+            label: project_line(state, failures.get(key))
+            for key, label in labels.items()
+            if (state := all_states.get(key)) is not None
+        },
+    )
+
+
+def project_line(state: SourceState, failure: dict[str, Any] | None) -> ProjectLine:
+    if failure is not None:
+        return ProjectLine(requests=state.last_run.requests, failure=failure)
+    last_run = state.last_run
+    return ProjectLine(
+        conversations=last_run.conversations,
+        turns=last_run.turns,
+        requests=last_run.requests,
+        pending=len(state.pending),
+        cursor=state.cursor,
     )
 
 

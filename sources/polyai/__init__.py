@@ -11,7 +11,7 @@ changes the state); two transformers shape each page into the two tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,15 +20,15 @@ from dlt.common.schema.typing import TDeleteInsertStrategyDict
 from dlt.extract.resource import DltResource
 
 from . import allocators
-from .config import ConfigurationError, ConnectorSettings, PolyAISourceConfiguration, with_setting_parameters
+from .config import ConfigurationError, PolyAISourceConfiguration, with_setting_parameters
+from .destinations import DestinationFit
 from .dlt_notices import json_hint_notice_dropped
-from .http.client import InvalidResponseError, PolyAIAPIError, PolyAIClient
-from .http.concurrent_windows import iter_windows_concurrently
-from .loading import iter_load_parts, load_until_caught_up, prepare_active_pipeline, warn_if_not_caught_up
+from .http.client import InvalidResponseError, PolyAIAPIError
+from .http.concurrent_windows import ProjectFailed, RunQueue, iter_projects_concurrently
+from .loading import ProjectsFailed, iter_load_parts, load_until_caught_up, prepare_active_pipeline
 from .operations import refuse_appending_destination
-from .runs import PageTally, close_run, start_run
+from .project_runs import Clock, ProjectsReading
 from .settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
-from .shaping.privacy import PrivacyRules
 from .shaping.records import (
     arrow_column_hints,
     conversations_table,
@@ -36,23 +36,22 @@ from .shaping.records import (
     turns_table,
     without_merge_key,
 )
-from .shaping.table_output import TableOutput, typed_page_decoder
-from .state import SourceState
+from .shaping.table_output import TableOutput
+from .upgrade import legacy_owner
 
 __all__ = [
     "ConfigurationError",
     "InvalidResponseError",
     "PolyAIAPIError",
+    "ProjectsFailed",
     "iter_load_parts",
     "load_until_caught_up",
     "polyai_source",
 ]
 
-Clock = Callable[[], datetime]
-
-
-CONVERSATION_KEY: Final = ("id",)
-TURN_KEY: Final = ("conversation_id", "turn_index")
+# A conversation is its project's: ids are not documented to be unique across projects.
+CONVERSATION_KEY: Final = ("project_id", "id")
+TURN_KEY: Final = ("project_id", "conversation_id", "turn_index")
 # The source sends each conversation, and so each turn, once per load (first_sightings), so the
 # merges skip dlt's ROW_NUMBER() pass over the staged rows, which ran out of DuckDB's
 # memory_limit on large loads (docs/performance.md). A row can still be staged twice when a
@@ -65,13 +64,15 @@ CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "deduplicated": True,
 }
 # A conversation loaded again replaces all of its turns: the delete is scoped by the staged
-# conversation ids alone. dlt's key-based delete would match `primary key OR merge key`, which
-# DuckDB cannot run as a hash join (it ran out of its memory_limit on large merges).
+# conversations alone. dlt's key-based delete would match `primary key OR merge key`, which
+# DuckDB cannot run as a hash join (it ran out of its memory_limit on large merges). The scope
+# depends on the destination and the pipeline's history (DestinationFit.turns_scope): the run
+# sends it with its first page of turns.
 TURNS_MERGE: Final[TDeleteInsertStrategyDict] = {
     "disposition": "merge",
     "strategy": "delete-insert",
     "deduplicated": True,
-    "destination_scope": "conversation_id IN (SELECT conversation_id FROM {staging_table})",
+    "destination_scope": DestinationFit.of(None).turns_scope(),
 }
 
 
@@ -93,47 +94,45 @@ def polyai_source(
     their defaults, in `config.PolyAISourceConfiguration` alone, and dlt hands the source that
     spec resolved and checked as `settings` (the same values arrive in `_by_name`, unused).
     `clock` returns "now" for the run (tests and the simulator move it); it defaults to UTC now.
+    The projects of the `projects` setting (or the one of the top-level settings) load into
+    the same tables, each with its own state; one that fails does not stop the others.
     A backfill longer than `max_conversations_per_load` reads only its first part per load:
     `load_until_caught_up(pipeline)` loads part after part; a plain `pipeline.run` warns.
     """
     clock = clock or utc_now
-    connector = settings.connector_settings(now=clock())
+    projects = settings.project_settings(now=clock())
     privacy = settings.privacy_rules()
     prepare_active_pipeline()
     conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES)
     turn_output = TableOutput("turns", TURN_COLUMN_TYPES)
-    pages = conversation_pages(
-        PolyAIClient(connector), connector, privacy, clock, (conversation_output, turn_output)
+    reading = ProjectsReading(
+        projects, legacy_owner(settings, projects), privacy, clock, (conversation_output, turn_output)
     )
+    pages = conversation_pages(reading)
     return (pages | conversations(output=conversation_output), pages | turns(output=turn_output))
 
 
-def conversation_pages(
-    client: PolyAIClient,
-    settings: ConnectorSettings,
-    privacy: PrivacyRules,
-    clock: Clock,
-    table_outputs: tuple[TableOutput, TableOutput],
-) -> DltResource:
+def conversation_pages(reading: ProjectsReading) -> DltResource:
     """Pages of conversations, normalized to v3, for the run's windows; keeps cursor and pending set."""
 
     @dlt.resource(name="conversation_pages", selected=False)
     def read_pages() -> Iterator[list[dict[str, Any]]]:
         """Each conversation once per run, page by page; the state moves once every page is read."""
         refuse_appending_destination(dlt.current.pipeline())
-        state = SourceState(dlt.current.source_state())
-        now = clock()
-        plan, queue = start_run(state, settings, now)
-        client.text_repair = table_outputs[0].fit().text_repair()
-        decoder = typed_page_decoder(settings, privacy, *table_outputs)
-        tally = PageTally(settings, privacy, state.pending)
-        for page in iter_windows_concurrently(client, queue, settings.concurrency, decoder):
-            conversations = tally.take(page)
+        runs = reading.start(dlt.current.source_state())
+        queue = RunQueue([run.fetch for run in runs])
+        for item in iter_projects_concurrently(queue, reading.concurrency):
+            run = runs[item.project]
+            if isinstance(item, ProjectFailed):
+                run.failure = item.error
+                if all(run.failure for run in runs):
+                    reading.give_up(runs)
+                continue
+            conversations = run.tally.take(item) if run.failure is None else []
             if conversations:
                 yield conversations
         allocators.extraction_done()
-        close_run(state, plan, queue, client, tally, now)
-        warn_if_not_caught_up(state, settings.max_conversations_per_load)
+        reading.finish(runs)
 
     return read_pages
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,6 +36,7 @@ FILE_FORMATS: Final[dict[str, TLoaderFileFormat]] = {
     "bigquery": "jsonl",
     "postgres": "insert_values",
 }
+SQL_SAFE_TEXT: Final = re.compile(r"[A-Za-z0-9_.:@/-]+")
 # Destinations whose loaders cannot take JSON from Arrow text.
 JSON_AS_OBJECTS: Final = frozenset({"bigquery", "snowflake"})
 # Destinations the end-to-end suite runs against: DuckDB files, a real PostgreSQL server, and
@@ -57,6 +59,33 @@ class DestinationFit:
 
     def text_repair(self) -> TextRepair:
         return TextRepair(keep_nul=destination_keeps_nul(self.destination))
+
+    def turns_scope(self, legacy_project_id: str | None = None) -> str:
+        """The rows of `turns` a load replaces: all turns of each conversation it stages.
+
+        A conversation is its project and its id (ids are not documented to be unique across
+        projects). Turns that an earlier version loaded have no `project_id`: they are
+        `legacy_project_id`'s, the one project that version loaded.
+        """
+        project = "project_id"
+        if legacy_project_id is not None:
+            project = f"COALESCE(project_id, {sql_text(legacy_project_id)})"
+        staged = "project_id, conversation_id"
+        if self.destination == "bigquery":
+            # BigQuery compares tuples with a subquery's rows only as STRUCTs.
+            staged = f"AS STRUCT {staged}"
+        return f"({project}, conversation_id) IN (SELECT {staged} FROM {{staging_table}})"
+
+
+def sql_text(value: str) -> str:
+    """`value` as an SQL string literal that every destination reads alike.
+
+    Destinations escape quotes differently (BigQuery with a backslash, others by doubling), and
+    dlt formats the scope with `str.format`: so only text that needs no escaping is written.
+    """
+    if not SQL_SAFE_TEXT.fullmatch(value):
+        raise ValueError(f"{value!r} cannot be written into the merge's SQL")
+    return f"'{value}'"
 
 
 def destination_type(pipeline: dlt.Pipeline) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import dlt
@@ -27,10 +28,47 @@ from .state import SourceState
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+
+@dataclass
+class RunProgress:
+    """What each part of a run in parts reports to the loop (load_until_caught_up)."""
+
+    # state key -> the failure report (runs.failure_report) of projects that failed in this run:
+    # the later parts leave them out.
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    # Of the last part, over the projects it loaded.
+    caught_up: bool = True
+    cursors: tuple[str | None, ...] = ()
+
+
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.
-_LOADING_IN_PARTS: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "polyai_loading_in_parts", default=False
+_RUN_PROGRESS: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar(
+    "polyai_run_progress", default=None
 )
+
+
+def current_run_progress() -> RunProgress | None:
+    return _RUN_PROGRESS.get()
+
+
+class ProjectsFailed(Exception):
+    """Some projects failed in a run whose other projects were loaded and committed.
+
+    `failures`: label -> failure report (status, error_code, correlation_id, message, refused);
+    `results`: each part's result, as load_until_caught_up returns them.
+    """
+
+    def __init__(self, failures: dict[str, dict[str, Any]], results: list[Any]) -> None:
+        self.failures = failures
+        self.results = results
+        lines = "; ".join(f"{label}: {report['message']}" for label, report in failures.items())
+        super().__init__(f"{len(failures)} project(s) not loaded in this run: {lines}")
+
+    @property
+    def refused(self) -> bool:
+        """Whether a person must act (a key or project refused), rather than run again."""
+        return any(report.get("refused") for report in self.failures.values())
 
 
 def load_until_caught_up(
@@ -42,58 +80,80 @@ def load_until_caught_up(
 
     A backfill longer than `max_conversations_per_load` takes several parts. Each is committed
     with its cursor before the next starts, so a failure loses at most one part's work and the
-    next run goes on from there. `make_source` builds the source of each part (a dlt source is
-    read once; default `polyai_source` with its settings from dlt's config), `load` runs it
-    (default `pipeline.run`; an orchestrator passes its own). The pipeline's lock is held
-    throughout (one run at a time), a load that a killed run left half done is read again
-    (`abort_started_loads`), and the working folder is pruned of what dlt will not read again.
+    next run goes on from there. A project that fails is left out of the later parts; once the
+    others are loaded, ProjectsFailed says which and why. `make_source` builds the source of
+    each part (a dlt source is read once; default `polyai_source` with its settings from dlt's
+    config), `load` runs it (default `pipeline.run`; an orchestrator passes its own). The
+    pipeline's lock is held throughout (one run at a time), a load that a killed run left half
+    done is read again (`abort_started_loads`), and the working folder is pruned of what dlt
+    will not read again.
     """
     if make_source is None:
         from . import polyai_source
 
         make_source = polyai_source
     run: Callable[[DltSource], Any] = load if load is not None else pipeline.run
-    return list(iter_load_parts(pipeline, make_source, run))
+    results: list[Any] = []
+    try:
+        for result in iter_load_parts(pipeline, make_source, run):
+            results.append(result)
+    except ProjectsFailed as failed:
+        failed.results = results
+        raise
+    return results
 
 
 def iter_load_parts(
     pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
 ) -> Iterator[T]:
-    """load_until_caught_up, one part at a time, for callers that report each part."""
+    """load_until_caught_up, one part at a time, for callers that report each part.
+
+    Raises ProjectsFailed after the last part if a project failed (the others are committed).
+    """
     refuse_appending_destination(pipeline)
-    token = _LOADING_IN_PARTS.set(True)
+    progress = RunProgress()
+    token = _RUN_PROGRESS.set(progress)
     try:
         with pipeline_lock(pipeline):
-            yield from _load_parts_locked(pipeline, make_source, load)
+            yield from _load_parts_locked(pipeline, make_source, load, progress)
     finally:
-        _LOADING_IN_PARTS.reset(token)
+        _RUN_PROGRESS.reset(token)
+    if progress.failures:
+        raise ProjectsFailed(
+            {progress.labels.get(key, key): report for key, report in progress.failures.items()}, []
+        )
 
 
 def _load_parts_locked(
-    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
+    pipeline: dlt.Pipeline,
+    make_source: Callable[[], DltSource],
+    load: Callable[[DltSource], T],
+    progress: RunProgress,
 ) -> Iterator[T]:
     drop_extracts_already_normalized(pipeline)
     abort_started_loads(pipeline)
-    previous_cursor: str | None = None
+    previous_cursors: tuple[str | None, ...] | None = None
     while True:
         yield load(make_source())
         # After the caller has read this part's packages (a summary counts their files).
         prune_working_folder(pipeline)
-        state = SourceState.of_pipeline(pipeline.state)
-        if state.last_run.caught_up:
+        if progress.caught_up:
             # Once per run: the parts of a backfill add only a few rows before it.
             prune_state_history(pipeline)
             return
-        if previous_cursor is not None and state.cursor == previous_cursor:
-            raise RuntimeError(f"a backfill part did not move the cursor ({previous_cursor})")
-        previous_cursor = state.cursor
-        logger.info("backfill loaded up to %s; loading the next part", previous_cursor)
+        cursors = ", ".join(map(str, progress.cursors))
+        if progress.cursors == previous_cursors:
+            raise RuntimeError(f"a backfill part did not move the cursor ({cursors})")
+        previous_cursors = progress.cursors
+        logger.info("backfill loaded up to %s; loading the next part", cursors)
 
 
-def warn_if_not_caught_up(state: SourceState, max_conversations_per_load: int | None) -> None:
+def warn_if_not_caught_up(states: Sequence[SourceState], max_conversations_per_load: int | None) -> None:
     """Says so loudly when a plain `pipeline.run` loaded only the first part of a backfill."""
-    if state.last_run.caught_up or _LOADING_IN_PARTS.get():
+    behind = [state for state in states if not state.last_run.caught_up]
+    if not behind or _RUN_PROGRESS.get() is not None:
         return
+    state = behind[0]
     logger.warning(
         "this load stopped at max_conversations_per_load (%s) with started_at read up to %s: the "
         "backfill is not complete. Run it again until it is, or load it with "

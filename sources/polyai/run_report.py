@@ -5,8 +5,10 @@ Each names the setting or the server behaviour behind it, so that the warning sa
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Final
 
@@ -14,6 +16,39 @@ from .config import ConnectorSettings
 from .planning import WIDEST
 
 logger = logging.getLogger(__name__)
+
+# The project the warnings are about, when a run loads several.
+_PROJECT: contextvars.ContextVar[str | None] = contextvars.ContextVar("polyai_project", default=None)
+
+
+@contextlib.contextmanager
+def about(label: str | None) -> Iterator[None]:
+    """The warnings logged inside name the project `label` first."""
+    token = _PROJECT.set(label)
+    try:
+        yield
+    finally:
+        _PROJECT.reset(token)
+
+
+class _NamesProject(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        label = _PROJECT.get()
+        if label and not getattr(record, "polyai_project", None):
+            record.msg, record.polyai_project = f"{label}: {record.msg}", label
+        return True
+
+
+logger.addFilter(_NamesProject())
+
+
+def warn_project_failed(label: str, error: BaseException) -> None:
+    logger.error(
+        "%s: not loaded in this run: %s. Its cursor stays where it was; the other projects were "
+        "loaded, and the next run catches this one up.",
+        label,
+        error,
+    )
 
 # An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
 FILTER_TOLERANCE: Final = timedelta(seconds=1)

@@ -6,14 +6,15 @@ state a run changes: the cursor, the pending set and the re-pull misses.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import run_report
-from .config import ConnectorSettings
+from .config import ConfigurationError, ConnectorSettings
 from .http.client import Page, PolyAIClient
-from .http.concurrent_windows import WindowQueue
+from .http.concurrent_windows import FetchLimit, WindowQueue
 from .planning import (
     RunPlan,
     clock_skew,
@@ -26,13 +27,22 @@ from .planning import (
     plan_run,
     record_status,
 )
+from .redaction import redact
 from .shaping.privacy import PrivacyRules, apply_privacy
 from .shaping.records import has_hidden_transcript, isoformat_utc, normalized, parse_timestamp
 from .state import LastRun, SourceState
 
+# Answers that refuse the key or the project: running again does not help.
+REFUSALS = frozenset({401, 403, 404})
 
-def start_run(state: SourceState, settings: ConnectorSettings, now: datetime) -> tuple[RunPlan, WindowQueue]:
-    """The run's plan, with the expired conversations dropped from the pending set, and its windows."""
+
+def start_run(
+    state: SourceState, settings: ConnectorSettings, now: datetime, limit: FetchLimit | None = None
+) -> tuple[RunPlan, WindowQueue]:
+    """The run's plan, with the expired conversations dropped from the pending set, and its windows.
+
+    `limit`: the load's limit of conversations, shared with the other projects of the load.
+    """
     cursor_text = state.cursor
     plan = plan_run(
         cursor=parse_timestamp(cursor_text) if cursor_text else None,
@@ -52,7 +62,7 @@ def start_run(state: SourceState, settings: ConnectorSettings, now: datetime) ->
     queue = WindowQueue(
         [*plan.repull_windows, *plan.main_windows],
         always=len(plan.repull_windows) + 1,
-        limit=settings.max_conversations_per_load,
+        limit=limit if limit is not None else settings.max_conversations_per_load,
     )
     return plan, queue
 
@@ -73,6 +83,7 @@ class PageTally:
     kept: set[str] = field(default_factory=set)
     outside: timedelta = timedelta(0)
     hidden_transcripts: int = 0
+    turns: int = 0
 
     def take(self, page: Page) -> list[dict[str, Any]]:
         """The page's conversations not seen before in this run, with privacy options applied."""
@@ -83,6 +94,12 @@ class PageTally:
         if self.privacy.active:
             conversations = [apply_privacy(c, self.privacy) for c in conversations]
         for conversation in conversations:
+            # Keys of both tables: a server that leaves them out (they are required) still
+            # answered for the project and account the request named.
+            if not conversation.get("project_id"):
+                conversation["project_id"] = self.settings.project_id
+            if not conversation.get("account_id"):
+                conversation["account_id"] = self.settings.account_id
             record_status(
                 self.pending,
                 conversation["id"],
@@ -90,6 +107,7 @@ class PageTally:
                 bool(conversation["in_progress"]),
             )
             self.hidden_transcripts += has_hidden_transcript(conversation)
+            self.turns += len(conversation.get("turns") or ())
         return conversations
 
 
@@ -116,6 +134,8 @@ def close_run(
     state.save_pending()
     state.last_run = LastRun(
         requests=client.requests_made,
+        conversations=len(tally.kept),
+        turns=tally.turns,
         repull_windows=len(plan.repull_windows),
         expired=len(plan.expired),
         hidden_transcripts=tally.hidden_transcripts,
@@ -131,3 +151,26 @@ def track_repull_misses(state: SourceState, plan: RunPlan, seen: set[str]) -> No
     run_report.warn_lost_repulls(
         sorted(conversation_id for conversation_id, count in misses.items() if newly_lost(count))
     )
+
+
+def record_failure(state: SourceState, client: PolyAIClient, error: BaseException) -> None:
+    """A failed project's run: its cursor, pending set and misses stay; its last run says why."""
+    state.last_run = dataclasses.replace(
+        state.last_run, requests=client.requests_made, failure=failure_report(error)
+    )
+
+
+def failure_report(error: BaseException) -> dict[str, Any]:
+    """What a failed project's last run keeps of the error: already redacted by the error types."""
+    return {
+        "status": getattr(error, "status", None),
+        "error_code": getattr(error, "error_code", None),
+        "correlation_id": getattr(error, "correlation_id", None),
+        "message": redact(str(error)),
+        "refused": is_refusal(error),
+    }
+
+
+def is_refusal(error: BaseException) -> bool:
+    """A refusal (a key or setting the API will not accept) needs a person, not another run."""
+    return isinstance(error, ConfigurationError) or getattr(error, "status", None) in REFUSALS

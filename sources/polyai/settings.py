@@ -94,6 +94,9 @@ TURN_COLUMN_TYPES: Final[dict[str, str]] = {
     "conversation_id": "text",
     "turn_index": "bigint",
     "conversation_started_at": "timestamp",
+    # The conversation's, so that turns can be filtered by project without a join.
+    "account_id": "text",
+    "project_id": "text",
     "user_input": "text",
     "user_input_dtmf": "text",
     "user_input_datetime": "timestamp",

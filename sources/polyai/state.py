@@ -11,12 +11,19 @@ cannot be shortened; everything else per entry is a few digits.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 CURSOR: Final = "cursor"
+# Each project's state is filed under its `ProjectSettings.state_key` in PROJECTS.
+PROJECTS: Final = "projects"
+# Set when a pipeline of an earlier version, which loaded one project, was upgraded: its turns
+# rows were loaded without `project_id` (shaping.records.turn_scope reads them as this project's).
+LEGACY_PROJECT_ID: Final = "legacy_project_id"
+LEGACY_ACCOUNT_ID: Final = "legacy_account_id"
+LABEL: Final = "label"
 PENDING: Final = "pending"
 LAST_RUN: Final = "last_run"
 # Per pending conversation, the runs whose re-pulls missed it (planning.next_misses).
@@ -25,6 +32,8 @@ REPULL_MISSES: Final = "repull_misses"
 PENDING_IDS: Final = "ids"
 PENDING_FIRST: Final = "first_started_at_us"
 PENDING_GAPS: Final = "gaps_us"
+# The keys of one project's state, which earlier versions kept at the top of the source state.
+LEGACY_KEYS: Final = (CURSOR, PENDING, LAST_RUN, REPULL_MISSES)
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -74,33 +83,46 @@ class LastRun:
     """What the last load of the source did (the run summary reads it)."""
 
     requests: int = 0
+    conversations: int = 0
+    turns: int = 0
     repull_windows: int = 0
     expired: int = 0
     hidden_transcripts: int = 0
     replaced_text: Mapping[str, int] = field(default_factory=dict)
     caught_up: bool = True
+    # Why the project's last run failed ({"status", "error_code", "correlation_id", "message"},
+    # redacted); None when it did not. A failed run leaves everything else as it was before.
+    failure: Mapping[str, Any] | None = None
 
     @classmethod
     def read(cls, stored: Mapping[str, Any] | None) -> LastRun:
         stored = stored or {}
         return cls(
             requests=int(stored.get("requests", 0)),
+            conversations=int(stored.get("conversations", 0)),
+            turns=int(stored.get("turns", 0)),
             repull_windows=int(stored.get("repull_windows", 0)),
             expired=int(stored.get("expired", 0)),
             hidden_transcripts=int(stored.get("hidden_transcripts", 0)),
             replaced_text=dict(stored.get("replaced_text") or {}),
             caught_up=bool(stored.get("caught_up", True)),
+            failure=dict(stored["failure"]) if stored.get("failure") else None,
         )
 
     def stored(self) -> dict[str, Any]:
-        return {
+        stored: dict[str, Any] = {
             "requests": self.requests,
+            "conversations": self.conversations,
+            "turns": self.turns,
             "repull_windows": self.repull_windows,
             "expired": self.expired,
             "hidden_transcripts": self.hidden_transcripts,
             "replaced_text": dict(self.replaced_text),
             "caught_up": self.caught_up,
         }
+        if self.failure:
+            stored["failure"] = dict(self.failure)
+        return stored
 
 
 class SourceState:
@@ -115,8 +137,33 @@ class SourceState:
 
     @classmethod
     def of_pipeline(cls, pipeline_state: Mapping[str, Any], source_name: str = "polyai") -> SourceState:
-        """The view of a pipeline's state (`pipeline.state`), read only."""
-        return cls(dict(pipeline_state.get("sources", {}).get(source_name, {})))
+        """The view of a pipeline's only project (`pipeline.state`), read only; empty if none or several."""
+        projects = cls.projects_of_pipeline(pipeline_state, source_name)
+        return next(iter(projects.values())) if len(projects) == 1 else cls({})
+
+    @classmethod
+    def projects_of_pipeline(
+        cls, pipeline_state: Mapping[str, Any], source_name: str = "polyai"
+    ) -> dict[str, SourceState]:
+        """Each project's view (by state key) of a pipeline's state, read only.
+
+        A state of an earlier version, one project's kept at the top, reads as one project
+        under the key "" until the next run files it under its key (`project_states`).
+        """
+        source = dict(pipeline_state.get("sources", {}).get(source_name, {}))
+        projects = {key: cls(dict(state)) for key, state in (source.get(PROJECTS) or {}).items()}
+        if any(key in source for key in LEGACY_KEYS):
+            projects.setdefault("", cls(source))
+        return projects
+
+    @property
+    def label(self) -> str:
+        """How the project was named in messages when it last ran."""
+        return str(self._state.get(LABEL, ""))
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self._state[LABEL] = value
 
     @property
     def cursor(self) -> str | None:
@@ -149,3 +196,42 @@ class SourceState:
 
     def save_pending(self) -> None:
         self._state[PENDING] = encode_pending(self.pending)
+
+
+@dataclass(frozen=True)
+class LegacyOwner:
+    """The project that inherits the state of an earlier version, which loaded one project."""
+
+    state_key: str
+    project_id: str
+    account_id: str
+
+
+def has_legacy_state(source_state: Mapping[str, Any]) -> bool:
+    return any(key in source_state for key in LEGACY_KEYS)
+
+
+def project_states(
+    source_state: MutableMapping[str, Any], keys: Sequence[str], legacy_owner: LegacyOwner | None
+) -> dict[str, MutableMapping[str, Any]]:
+    """Each project's part of the source state, by state key, made where missing.
+
+    A state of an earlier version (one project's, at the top) is moved, once, to `legacy_owner`
+    (the project the top-level settings name), and that project is remembered
+    (LEGACY_PROJECT_ID, LEGACY_ACCOUNT_ID) until its turns rows have their `project_id`.
+    """
+    projects = source_state.setdefault(PROJECTS, {})
+    legacy = {key: source_state[key] for key in LEGACY_KEYS if key in source_state}
+    if legacy and legacy_owner is not None and not projects.get(legacy_owner.state_key):
+        projects[legacy_owner.state_key] = legacy
+        source_state[LEGACY_PROJECT_ID] = legacy_owner.project_id
+        source_state[LEGACY_ACCOUNT_ID] = legacy_owner.account_id
+        for key in legacy:
+            del source_state[key]
+    return {key: projects.setdefault(key, {}) for key in keys}
+
+
+def legacy_project_id(source_state: Mapping[str, Any]) -> str | None:
+    """The project whose turns an earlier version loaded without `project_id`, if any."""
+    value = source_state.get(LEGACY_PROJECT_ID)
+    return None if value is None else str(value)

@@ -172,10 +172,11 @@ def test_merge_hints_left_by_an_earlier_version_are_replaced(harness: Harness) -
 
     harness.clock.advance(timedelta(hours=2))
     run_load(harness.pipeline, as_the_previous_version)
-    assert hints() == (True, True, (False, False), True)
+    unkeyed, keyed = (False,) * len(TURN_KEY), (True,) * len(TURN_KEY)
+    assert hints() == (True, True, unkeyed, True)
     harness.clock.advance(timedelta(hours=2))
     harness.run()
-    assert hints() == (True, True, (True, True), False)
+    assert hints() == (True, True, keyed, False)
     # The merges of each load, in load order (loaded/<load id>/completed_jobs/<table>.*.sql).
     merges = {
         table: sorted(
@@ -189,7 +190,8 @@ def test_merge_hints_left_by_an_earlier_version_are_replaced(harness: Harness) -
         assert "ROW_NUMBER()" not in sql, sql
     turns_now = merges["turns"][1][1]
     assert "DELETE FROM" in turns_now and " OR " not in turns_now, turns_now
-    assert 'conversation_id IN (SELECT conversation_id FROM "polyai_staging"."turns")' in turns_now
+    staged = '(project_id, conversation_id) IN (SELECT project_id, conversation_id FROM "polyai_staging"."turns")'
+    assert staged in turns_now, turns_now
     check_run_against_truth(harness)
 
 

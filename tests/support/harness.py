@@ -73,7 +73,10 @@ class Harness:
 
     @property
     def source_state(self) -> dict[str, Any]:
-        return self.pipeline.state.get("sources", {}).get("polyai", {})
+        """The state of the harness's one project."""
+        projects = self.pipeline.state.get("sources", {}).get("polyai", {}).get("projects", {})
+        assert len(projects) <= 1, f"the harness loads one project, the state has {sorted(projects)}"
+        return dict(next(iter(projects.values()), {}))
 
     @property
     def pending(self) -> dict[str, str]:

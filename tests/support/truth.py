@@ -35,6 +35,9 @@ def expected_turns(conversation: dict[str, Any]) -> list[dict[str, Any]]:
     for index, turn in enumerate(conversation.get("turns") or []):
         row = {"conversation_id": conversation["id"], "turn_index": index}
         row["conversation_started_at"] = as_utc(conversation["started_at"])
+        # The conversation's, copied to each turn.
+        row["account_id"] = conversation["account_id"]
+        row["project_id"] = conversation["project_id"]
         for key, value in turn.items():
             if key == "latency" and isinstance(value, dict):
                 row["latency_detail"] = value
@@ -113,9 +116,21 @@ def compare_tables(
 
 def check_run_against_truth(harness: Harness) -> None:
     """After any run: nothing missing, nothing doubled, finished rows final, in-progress rows pending."""
-    truth = harness.simulator.truth(include_latency=True)
-    conversations = harness.rows("conversations", "id")
-    turns = harness.rows("turns", "conversation_id, turn_index")
+    check_rows_against_truth(
+        harness.simulator.truth(include_latency=True),
+        harness.rows("conversations", "id"),
+        harness.rows("turns", "conversation_id, turn_index"),
+        harness.pending,
+    )
+
+
+def check_rows_against_truth(
+    truth: list[dict[str, Any]],
+    conversations: list[dict[str, Any]],
+    turns: list[dict[str, Any]],
+    pending: dict[str, str],
+) -> None:
+    """One project's rows against its API's truth (see check_run_against_truth)."""
     loaded_ids = {row["id"] for row in conversations}
     assert len(loaded_ids) == len(conversations), "duplicate conversation rows"
     missing = [c["id"] for c in truth if c["id"] not in loaded_ids]
@@ -127,7 +142,6 @@ def check_run_against_truth(harness: Harness) -> None:
         [row for row in turns if row["conversation_id"] in finished_ids],
     )
     assert not problems, "\n".join(problems[:20])
-    pending = harness.pending
     stale = loaded_ids - finished_ids - set(pending)
     assert not stale, f"in-progress rows that nobody will re-pull: {sorted(stale)[:3]}"
 

@@ -110,6 +110,8 @@ class Page:
     window: Window
     # Size of the response body it was decoded from (concurrent_windows.DecodeBudget).
     body_bytes: int = 0
+    # Which of the run's projects it belongs to (concurrent_windows.RunQueue).
+    project: int = 0
 
 
 def format_time(value: datetime) -> str:

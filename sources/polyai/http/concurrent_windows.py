@@ -1,7 +1,8 @@
 """Fetching many time windows at once: worker threads, with bounded reading and decoding.
 
 The client (client.py) pages through one window; this module runs several windows side by
-side and hands their pages to the caller's thread in arrival order.
+side, of one project or of several (each with its own client), and hands their pages to the
+caller's thread in arrival order.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import requests
 
+from ..config import ConfigurationError
 from ..planning import Window
 from ..shaping.typed_pages import is_typed
-from .client import Page, PolyAIClient
+from .client import InvalidResponseError, Page, PolyAIAPIError, PolyAIClient
 
 _DONE = object()
 # Bytes of response bodies read and decoded ahead of the caller (a body stays in its socket
@@ -40,25 +44,43 @@ def in_slices(page: Page, size: int) -> Iterator[Page]:
     page.conversations = []
     while remaining:
         chunk = [remaining.pop() for _ in range(min(size, len(remaining)))]
-        yield Page(chunk, page.window)
+        yield Page(chunk, page.window, project=page.project)
         del chunk
 
 
+class FetchLimit:
+    """Conversations fetched by a load, across its projects, against its limit (None: no limit)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._fetched = 0
+        self._lock = threading.Lock()
+
+    def add(self, conversations: int) -> None:
+        with self._lock:
+            self._fetched += conversations
+
+    @property
+    def reached(self) -> bool:
+        return bool(self._limit) and self._fetched >= (self._limit or 0)
+
+
 class WindowQueue:
-    """The run's windows, handed out in order, until `limit` conversations have been fetched.
+    """One project's windows, handed out in order, until `limit` conversations have been fetched.
 
     The windows left are for the next load. The first `always` windows are handed out
     whatever happens (the re-pulls and one main window: every load makes progress), so the
     windows handed out are always a prefix of the list, and a load that stops early knows
-    where the next one starts.
+    where the next one starts. The projects of one load share one FetchLimit.
     """
 
-    def __init__(self, windows: list[Window], always: int, limit: int | None = None) -> None:
+    def __init__(
+        self, windows: list[Window], always: int, limit: int | FetchLimit | None = None
+    ) -> None:
         self._windows = windows
         self._always = always
-        self._limit = limit
+        self._limit = limit if isinstance(limit, FetchLimit) else FetchLimit(limit)
         self._lock = threading.Lock()
-        self._fetched = 0
         self.handed_out = 0
 
     def __len__(self) -> int:
@@ -66,17 +88,65 @@ class WindowQueue:
 
     def fetched(self, conversations: int) -> None:
         """Counts what a worker fetched; past `limit`, only the first `always` windows are left."""
-        with self._lock:
-            self._fetched += conversations
+        self._limit.add(conversations)
 
     def take(self) -> Window | None:
         with self._lock:
             position = self.handed_out
-            closed = self._limit is not None and self._limit != 0 and self._fetched >= self._limit
-            if position >= len(self._windows) or (closed and position >= self._always):
+            if position >= len(self._windows) or (self._limit.reached and position >= self._always):
                 return None
             self.handed_out += 1
             return self._windows[position]
+
+
+# What a project's API can answer that ends that project's run but not the others':
+# a refusal, a failure past the retries, an answer that is not the API's.
+PROJECT_FAILURES = (PolyAIAPIError, InvalidResponseError, ConfigurationError, requests.RequestException)
+
+
+@dataclass
+class ProjectFetch:
+    """One project's part of a run: its client (its key, host and pacing), windows and decoder."""
+
+    client: PolyAIClient
+    windows: WindowQueue
+    decoder: msgspec.json.Decoder[Any] | None = None
+
+
+@dataclass
+class ProjectFailed:
+    """A project's fetch failed (PROJECT_FAILURES): its windows are no longer handed out."""
+
+    project: int
+    error: Exception
+
+
+@dataclass
+class RunQueue:
+    """The windows of all projects of a run, one project's after the other's in turn."""
+
+    projects: Sequence[ProjectFetch]
+    _failed: set[int] = field(default_factory=set)
+    _next: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __len__(self) -> int:
+        return sum(len(project.windows) for project in self.projects)
+
+    def take(self) -> tuple[int, Window] | None:
+        with self._lock:
+            count = len(self.projects)
+            for step in range(count):
+                index = (self._next + step) % count
+                window = None if index in self._failed else self.projects[index].windows.take()
+                if window is not None:
+                    self._next = index + 1
+                    return index, window
+            return None
+
+    def fail(self, index: int) -> None:
+        with self._lock:
+            self._failed.add(index)
 
 
 class _Stopped(Exception):
@@ -116,20 +186,32 @@ def iter_windows_concurrently(
     concurrency: int,
     decoder: msgspec.json.Decoder[Any] | None = None,
 ) -> Iterator[Page]:
+    """One project's pages (iter_projects_concurrently); a failure is raised."""
+    for item in iter_projects_concurrently(RunQueue([ProjectFetch(client, windows, decoder)]), concurrency):
+        if isinstance(item, ProjectFailed):
+            raise item.error
+        yield item
+
+
+def iter_projects_concurrently(runs: RunQueue, concurrency: int) -> Iterator[Page | ProjectFailed]:
     """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
+
+    Each page names its project (`Page.project`, an index into `runs.projects`). A project
+    whose fetch fails (PROJECT_FAILURES) is reported once, as ProjectFailed, and the other
+    projects go on; its pages fetched before are still yielded. Any other error is raised.
 
     Even with one connection the next page is fetched while the caller shapes the current one.
     Requests and downloads run in parallel; decoding waits for room in DECODE_AHEAD_BYTES, so
     memory stays flat whatever the size of the run or the concurrency. The caller's thread
     does everything else (state, shaping).
     """
-    if not windows:
+    if not runs:
         return
     stop = threading.Event()
     budget = DecodeBudget(DECODE_AHEAD_BYTES, stop)
     pages: queue.Queue[Any] = queue.Queue()
-    fetch = functools.partial(fetch_windows, client, windows, budget, decoder, pages, stop)
-    workers = [threading.Thread(target=fetch, daemon=True) for _ in range(min(concurrency, len(windows)))]
+    fetch = functools.partial(fetch_windows, runs, budget, pages, stop)
+    workers = [threading.Thread(target=fetch, daemon=True) for _ in range(min(concurrency, len(runs)))]
     # One request goes first and the others follow its answer: a wrong key or setting costs
     # one refused request, not one per connection.
     workers[0].start()
@@ -146,6 +228,8 @@ def iter_windows_concurrently(
                 running -= 1
             elif isinstance(item, BaseException):
                 raise item
+            elif isinstance(item, ProjectFailed):
+                yield item
             else:
                 typed, body_bytes = is_typed(item.conversations), item.body_bytes
                 yield from in_slices(item, len(item.conversations) if typed else PAGE_SLICE)
@@ -161,29 +245,41 @@ def iter_windows_concurrently(
 
 
 def fetch_windows(
-    client: PolyAIClient,
-    windows: WindowQueue,
-    budget: DecodeBudget,
-    decoder: msgspec.json.Decoder[Any] | None,
-    pages: queue.Queue[Any],
-    stop: threading.Event,
+    runs: RunQueue, budget: DecodeBudget, pages: queue.Queue[Any], stop: threading.Event
 ) -> None:
     """One worker: the pages of the windows it takes from the queue, put on `pages`, then _DONE."""
     try:
         while not stop.is_set():
-            window = windows.take()
-            if window is None:
+            task = runs.take()
+            if task is None:
                 return
-            for page in client.iter_pages(window, budget, decoder):
-                windows.fetched(len(page.conversations))
-                pages.put(page)
-                # Not kept while the next page is fetched: the consumer owns it now.
-                del page
-                if stop.is_set():
-                    return
+            index, window = task
+            try:
+                fetch_window(runs.projects[index], index, window, budget, pages, stop)
+            except PROJECT_FAILURES as error:
+                runs.fail(index)
+                pages.put(ProjectFailed(index, error))
     except _Stopped:
         return
     except BaseException as error:
         pages.put(error)
     finally:
         pages.put(_DONE)
+
+
+def fetch_window(
+    project: ProjectFetch,
+    index: int,
+    window: Window,
+    budget: DecodeBudget,
+    pages: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    for page in project.client.iter_pages(window, budget, project.decoder):
+        page.project = index
+        project.windows.fetched(len(page.conversations))
+        pages.put(page)
+        # Not kept while the next page is fetched: the consumer owns it now.
+        del page
+        if stop.is_set():
+            return

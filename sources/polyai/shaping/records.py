@@ -136,7 +136,22 @@ def conversations_table(page: Sequence[dict[str, Any]], types: dict[str, str] | 
 
 
 # Columns of `turns` that come from the conversation, not from the turn object.
-TURN_CONTEXT_COLUMNS = ("conversation_id", "turn_index", "conversation_started_at")
+TURN_CONTEXT_COLUMNS = (
+    "conversation_id",
+    "turn_index",
+    "conversation_started_at",
+    "account_id",
+    "project_id",
+)
+
+
+# Columns of `turns` copied from each turn's conversation, and the fields they come from.
+CONVERSATION_CONTEXT = {
+    "conversation_id": "id",
+    "conversation_started_at": "started_at",
+    "account_id": "account_id",
+    "project_id": "project_id",
+}
 
 
 def turns_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = None) -> ShapedTable:
@@ -147,21 +162,19 @@ def turns_table(page: Sequence[dict[str, Any]], types: dict[str, str] | None = N
     turn objects (no row dict per turn: a page has ~10k turns).
     """
     types = dict(TURN_COLUMN_TYPES) if types is None else types
-    conversation_ids: list[Any] = []
-    started_ats: list[Any] = []
+    context: dict[str, list[Any]] = {name: [] for name in CONVERSATION_CONTEXT}
     positions: list[int] = []
     turns: list[Any] = []
     for conversation in page:
         conversation_turns = conversation.get("turns") or []
         count = len(conversation_turns)
-        conversation_ids += [conversation["id"]] * count
-        started_ats += [conversation["started_at"]] * count
+        for column, field in CONVERSATION_CONTEXT.items():
+            context[column] += [conversation.get(field)] * count
         positions += range(count)
         turns += conversation_turns
     columns = _collect_columns(turns, types, skip=TURN_CONTEXT_COLUMNS)
-    columns["conversation_id"] = conversation_ids
+    columns.update(context)
     columns["turn_index"] = positions
-    columns["conversation_started_at"] = started_ats
     latency = columns["latency"]
     if any(isinstance(value, (dict, list)) for value in latency):
         columns["latency_detail"] = [v if isinstance(v, (dict, list)) else None for v in latency]

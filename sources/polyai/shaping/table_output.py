@@ -7,6 +7,7 @@ from typing import Any
 import dlt
 import msgspec
 import pyarrow as pa
+from dlt.common.schema.typing import TDeleteInsertStrategyDict
 
 from ..config import ConnectorSettings
 from ..destinations import DestinationFit, current_fit
@@ -31,6 +32,8 @@ class TableOutput:
         self._types: dict[str, str] | None = None
         self._fit: DestinationFit | None = None
         self._hinted = False
+        # Sent with the first page when set: a disposition that depends on the destination.
+        self.write_disposition: TDeleteInsertStrategyDict | None = None
 
     def current(self) -> dict[str, str]:
         if self._types is None:
@@ -55,10 +58,13 @@ class TableOutput:
             # does for the other destinations.
             columns = {**self.known, **columns}
         file_format = fit.file_format if first else None
-        if not columns and file_format is None:
+        write_disposition = self.write_disposition if first else None
+        if not columns and file_format is None and write_disposition is None:
             return items
         hints = dlt.mark.make_hints(
-            columns=dlt_column_hints(columns) if columns else None, file_format=file_format
+            columns=dlt_column_hints(columns) if columns else None,
+            file_format=file_format,
+            write_disposition=write_disposition,
         )
         return dlt.mark.with_hints(items, hints)
 

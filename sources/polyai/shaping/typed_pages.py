@@ -25,7 +25,14 @@ import pyarrow as pa
 from ..settings import CONVERSATION_NESTED_FIELDS
 
 # Columns of `turns` that are not fields of the API's turn object.
-TURN_DERIVED_COLUMNS = ("conversation_id", "turn_index", "conversation_started_at", "latency_detail")
+TURN_DERIVED_COLUMNS = (
+    "conversation_id",
+    "turn_index",
+    "conversation_started_at",
+    "account_id",
+    "project_id",
+    "latency_detail",
+)
 RAW_NULL = msgspec.Raw(b"null")
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 FIELD_TYPES: dict[str, Any] = {

@@ -1,0 +1,120 @@
+"""One run of the source over its projects: each project's plan, client, tally and state.
+
+The projects share the run's connections and its limit of conversations per load; each has
+its own key, host, retry pacing (a 429 slows that project's host only) and state. A project
+whose fetch fails is left as it was and reported; the others are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import run_report
+from .http.client import PolyAIClient
+from .http.concurrent_windows import FetchLimit, ProjectFetch
+from .loading import current_run_progress, warn_if_not_caught_up
+from .planning import RunPlan
+from .projects import ProjectSettings
+from .runs import PageTally, close_run, failure_report, record_failure, start_run
+from .shaping.privacy import PrivacyRules
+from .shaping.table_output import TableOutput, typed_page_decoder
+from .state import LegacyOwner, SourceState, legacy_project_id, project_states
+from .upgrade import fill_legacy_turns, require_owner
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class ProjectRun:
+    project: ProjectSettings
+    state: SourceState
+    plan: RunPlan
+    fetch: ProjectFetch
+    tally: PageTally
+    failure: Exception | None = None
+
+    @property
+    def client(self) -> PolyAIClient:
+        return self.fetch.client
+
+
+@dataclass
+class ProjectsReading:
+    """What one extraction of the source reads: its projects, and how it shapes their pages."""
+
+    projects: Sequence[ProjectSettings]
+    legacy_owner: LegacyOwner | None
+    privacy: PrivacyRules
+    clock: Clock
+    table_outputs: tuple[TableOutput, TableOutput]
+
+    @property
+    def concurrency(self) -> int:
+        return self.projects[0].connector.concurrency
+
+    @property
+    def several(self) -> bool:
+        return len(self.projects) > 1
+
+    def start(self, source_state: MutableMapping[str, Any]) -> list[ProjectRun]:
+        """A run per project, except those that failed earlier in this run (load_until_caught_up)."""
+        progress = current_run_progress()
+        skipped = progress.failures if progress is not None else {}
+        projects = [p for p in self.projects if p.state_key not in skipped]
+        require_owner(source_state, self.legacy_owner)
+        states = project_states(source_state, [p.state_key for p in projects], self.legacy_owner)
+        fill_legacy_turns(source_state)
+        turn_output = self.table_outputs[1]
+        fit = turn_output.fit()
+        turn_output.write_disposition = {
+            "disposition": "merge",
+            "strategy": "delete-insert",
+            "deduplicated": True,
+            "destination_scope": fit.turns_scope(legacy_project_id(source_state)),
+        }
+        now = self.clock()
+        limit = FetchLimit(self.projects[0].connector.max_conversations_per_load)
+        runs = []
+        for project in projects:
+            state = SourceState(states[project.state_key])
+            with run_report.about(project.label if self.several else None):
+                plan, queue = start_run(state, project.connector, now, limit)
+            client = PolyAIClient(project.connector)
+            client.text_repair = fit.text_repair()
+            decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
+            tally = PageTally(project.connector, self.privacy, state.pending)
+            runs.append(ProjectRun(project, state, plan, ProjectFetch(client, queue, decoder), tally))
+        self._now = now
+        return runs
+
+    def give_up(self, runs: Sequence[ProjectRun]) -> None:
+        """Every project failed: the run fails with the first error, and nothing changes."""
+        if self.several:
+            for run in runs:
+                run_report.warn_project_failed(run.project.label, run.failure or Exception())
+        first = next(run.failure for run in runs if run.failure is not None)
+        raise first
+
+    def finish(self, runs: Sequence[ProjectRun]) -> None:
+        """Each project's state moves, or for one that failed, records why (and nothing else)."""
+        progress = current_run_progress()
+        for run in runs:
+            run.state.label = run.project.label
+            if run.failure is not None:
+                record_failure(run.state, run.client, run.failure)
+                run_report.warn_project_failed(run.project.label, run.failure)
+                if progress is not None:
+                    progress.failures[run.project.state_key] = failure_report(run.failure)
+                continue
+            with run_report.about(run.project.label if self.several else None):
+                close_run(run.state, run.plan, run.fetch.windows, run.client, run.tally, self._now)
+        loaded = [run for run in runs if run.failure is None]
+        if progress is not None:
+            progress.labels.update({run.project.state_key: run.project.label for run in runs})
+            progress.caught_up = all(run.state.last_run.caught_up for run in loaded)
+            progress.cursors = tuple(run.state.cursor for run in loaded)
+        limit = self.projects[0].connector.max_conversations_per_load
+        warn_if_not_caught_up([run.state for run in loaded], limit)
