@@ -66,9 +66,7 @@ class ProjectEntryError(ConfigurationError):
     @classmethod
     def of(cls, label: str, error: ConfigurationError) -> ProjectEntryError:
         """`error`, raised by a check of one entry's values, told of that entry."""
-        return cls(
-            label, f"setting `{error.setting}` {error.problem}. Example: {error.example} ({IN_ENTRY})"
-        )
+        return cls(label, f"setting `{error.setting}` {error.problem}. Example: {error.example} ({IN_ENTRY})")
 
 
 @dataclass(frozen=True)
@@ -149,19 +147,20 @@ def _entry(index: int, item: object) -> ProjectEntry:
     unknown = [str(key) for key in item if key not in ENTRY_KEYS]
     if unknown:
         raise ProjectEntryError(label, _unknown_keys_message(unknown))
+    project_id = item.get("project_id")
+    if not isinstance(project_id, str) or not project_id.strip():
+        shown = "" if project_id is None else f" ({project_id!r})"
+        raise ProjectEntryError(label, f'`project_id` is missing{shown}. Example: project_id = "proj-a"')
+    entry = ProjectEntry(index, {"project_id": project_id.strip()})
     values: dict[str, Any] = {}
     for key, given in item.items():
         if given is None:
             continue  # JSON's null: not given
         if not isinstance(given, (str, list) if key == "channel" else str):
             shown = "" if key == "api_key" else f" ({given!r})"
-            raise ProjectEntryError(label, f"`{key}` is not text{shown}")
+            raise ProjectEntryError(entry.label, f"`{key}` is not text{shown}")
         values[str(key)] = str(given) if isinstance(given, str) else [str(part) for part in given]
-    try:
-        values["project_id"] = require("project_id", values.get("project_id"), 'project_id = "proj-a"')
-    except ConfigurationError as error:
-        raise ProjectEntryError.of(label, error) from None
-    return ProjectEntry(index, values)
+    return ProjectEntry(index, {**values, "project_id": entry.project_id})
 
 
 def _unknown_keys_message(unknown: list[str]) -> str:
