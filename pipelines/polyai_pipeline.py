@@ -46,6 +46,7 @@ from pipelines.runner import (
     run_load,
 )
 from sources.polyai import polyai_source
+from sources.polyai.projects import project_api_keys
 from sources.polyai.redaction import install_log_redaction, redact, register_secrets
 
 SECRET_SETTINGS = ("api_key", "pii_salt")
@@ -184,6 +185,8 @@ def register_configured_secrets() -> None:
     for name in SECRET_SETTINGS:
         with contextlib.suppress(Exception):  # unset or unreadable: nothing to mask
             register_secrets(dlt.secrets.get(f"sources.polyai.{name}"))
+    with contextlib.suppress(Exception):
+        register_secrets(*project_api_keys(dlt.secrets.get("sources.polyai.projects")))
 
 
 def report_failure(error: BaseException, pipeline_name: str = DEFAULT_PIPELINE_NAME) -> int:

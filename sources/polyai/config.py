@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from urllib.parse import urlparse
 import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.typing import TSecretStrValue
+from dlt.common.typing import TSecretStrValue, TSecretValue
 
 from .redaction import register_secrets
 from .settings import (
@@ -31,17 +32,21 @@ from .shaping.records import parse_timestamp
 if TYPE_CHECKING:
     from .projects import ProjectSettings
 
+logger = logging.getLogger(__name__)
+# Needed by the single-project settings alone: with `projects`, each entry gives its own or inherits them.
+SINGLE_PROJECT_SETTINGS = frozenset({"api_key", "account_id", "project_id"})
+
 
 class ConfigurationError(ValueError):
     """A setting is missing or wrong; the message names it and gives a valid example."""
 
-    def __init__(self, setting: str, problem: str, example: str) -> None:
-        self.setting = setting
-        super().__init__(
-            f"Setting `{setting}` {problem}. Example: {example} "
-            f"(in .dlt/config.toml [sources.polyai], .dlt/secrets.toml, "
-            f"or the environment variable SOURCES__POLYAI__{setting.upper()})"
+    def __init__(self, setting: str, problem: str, example: str, where: str | None = None) -> None:
+        self.setting, self.problem, self.example = setting, problem, example
+        where = where or (
+            f"in .dlt/config.toml [sources.polyai], .dlt/secrets.toml, "
+            f"or the environment variable SOURCES__POLYAI__{setting.upper()}"
         )
+        super().__init__(f"Setting `{setting}` {problem}. Example: {example} ({where})")
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,9 @@ class ConnectorSettings:
         return f"ConnectorSettings(account_id={self.account_id!r}, project_id={self.project_id!r})"
 
 
-def _require(setting: str, value: str | None, example: str) -> str:
+def require(setting: str, value: str | None, example: str, problem: str = "is missing") -> str:
     if value is None or not str(value).strip():
-        raise ConfigurationError(setting, "is missing", example)
+        raise ConfigurationError(setting, problem, example)
     return str(value).strip()
 
 
@@ -102,7 +107,7 @@ def _at_least_one(setting: str, value: int, example: str) -> int:
     return int(number)
 
 
-def _choice(setting: str, value: str, choices: Sequence[str]) -> str:
+def choice(setting: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ConfigurationError(
             setting, f"is {value!r}, not one of {', '.join(choices)}", f'{setting} = "{choices[-1]}"'
@@ -118,7 +123,7 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
                 "base_url", f"is not an http(s) URL ({base_url!r})", 'base_url = "https://proxy.example.com"'
             )
         return base_url.rstrip("/")
-    region = _choice("region", region, REGIONS)
+    region = choice("region", region, REGIONS)
     return REGION_BASE_URL.format(region=region)
 
 
@@ -173,6 +178,13 @@ class PolyAISourceConfiguration(BaseConfiguration):
     """The `x-api-key` PolyAI issued for the project and region (secret)."""
     account_id: str = dlt.config.value
     project_id: str = dlt.config.value
+    projects: TSecretValue | None = None
+    """Several projects (projects.py): a list of tables, each `project_id` and what differs.
+
+    Secret-typed because entries carry keys: dlt's trace records no value of a secret field, and
+    reads it from .dlt/secrets.toml and the environment, never config.toml. `Any`, so that dlt
+    hands over the environment's JSON text as is and projects.py refuses bad JSON by name.
+    """
     region: str = "us-1"
     """us-1 | uk-1 | euw-1 -> https://api.{region}.platform.polyai.app"""
     base_url: str | None = None
@@ -224,27 +236,53 @@ class PolyAISourceConfiguration(BaseConfiguration):
     redact_state_keys: str | list[str] | None = None
     """State keys whose values are redacted, at any depth (a list, or comma-separated text)."""
 
+    def on_partial(self) -> None:
+        """Without the single project's settings, resolved all the same when `projects` gives them."""
+        from .projects import parse_projects, project_api_keys
+
+        error = self.__exception__
+        missing = set(getattr(error, "fields", ()))
+        register_secrets(*project_api_keys(self.projects))
+        if missing and missing <= SINGLE_PROJECT_SETTINGS and parse_projects(self.projects):
+            self.resolve()
+
     def on_resolved(self) -> None:
-        # First, so that every message built from here on (errors, logs) masks the key and the salt.
-        register_secrets(self.api_key, self.pii_salt)
+        from .projects import check_entries, parse_projects, project_api_keys
+
+        # First, so that every message built from here on (errors, logs) masks the keys and the salt.
+        register_secrets(self.api_key, self.pii_salt, *project_api_keys(self.projects))
+        entries = parse_projects(self.projects)
         if self.variant_id and self.variant_name:
             raise ConfigurationError(
                 "variant_name",
                 "cannot be set together with `variant_id`; set one of them",
                 'variant_id = "v-123"',
             )
-        self.api_key = _require(
-            "api_key", self.api_key, 'api_key = "<key issued by PolyAI>" in .dlt/secrets.toml'
-        )
-        self.account_id = _require("account_id", self.account_id, 'account_id = "acc-123"')
-        self.project_id = _require("project_id", self.project_id, 'project_id = "proj-456"')
+        if not entries:
+            self._require_single_project()
         resolve_base_url(self.region, self.base_url)
-        _choice("api_version", self.api_version, API_VERSIONS)
-        _choice("client_env", self.client_env, CLIENT_ENVS)
+        choice("api_version", self.api_version, API_VERSIONS)
+        choice("client_env", self.client_env, CLIENT_ENVS)
         checked_start_date(self.start_date)
         self._check_reading()
         self._check_transport()
         self.privacy_rules()
+        if entries:
+            check_entries(entries, self)
+            self.projects = [dict(entry.values) for entry in entries]
+            if self.project_id:
+                logger.warning(
+                    "Setting `project_id` (%s) is not loaded: `projects` is set and names the "
+                    "projects to load; add it there as an entry to load it too",
+                    self.project_id,
+                )
+
+    def _require_single_project(self) -> None:
+        self.api_key = require(
+            "api_key", self.api_key, 'api_key = "<key issued by PolyAI>" in .dlt/secrets.toml'
+        )
+        self.account_id = require("account_id", self.account_id, 'account_id = "acc-123"')
+        self.project_id = require("project_id", self.project_id, 'project_id = "proj-456"')
 
     def _check_reading(self) -> None:
         try:
@@ -288,10 +326,13 @@ class PolyAISourceConfiguration(BaseConfiguration):
         )
 
     def project_settings(self, now: datetime) -> list[ProjectSettings]:
-        """The projects to load, in order: today the one the top-level settings name."""
-        from .projects import ProjectSettings, state_key
+        """The projects to load, in order: the entries of `projects`, else the top-level one."""
+        from .projects import ProjectSettings, entry_projects, parse_projects, state_key
 
         connector = self.connector_settings(now)
+        entries = parse_projects(self.projects)
+        if entries:
+            return entry_projects(entries, self, connector)
         key = state_key(connector.project_id, self.region, connector.client_env)
         return [ProjectSettings(label=connector.project_id, state_key=key, connector=connector)]
 
