@@ -190,7 +190,9 @@ def test_merge_hints_left_by_an_earlier_version_are_replaced(harness: Harness) -
         assert "ROW_NUMBER()" not in sql, sql
     turns_now = merges["turns"][1][1]
     assert "DELETE FROM" in turns_now and " OR " not in turns_now, turns_now
-    staged = '(project_id, conversation_id) IN (SELECT project_id, conversation_id FROM "polyai_staging"."turns")'
+    staged = (
+        '(project_id, conversation_id) IN (SELECT project_id, conversation_id FROM "polyai_staging"."turns")'
+    )
     assert staged in turns_now, turns_now
     check_run_against_truth(harness)
 

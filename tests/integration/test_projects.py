@@ -1,111 +1,29 @@
-"""Several projects in one pipeline: two simulators as two regions, one key refused for a run.
-
-Both simulators draw from the same seed, so the two projects serve the same conversation ids:
-the tables must keep them apart by project.
-"""
+"""Several projects in one pipeline: two simulators as two regions, one key refused for a run."""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import duckdb
+import dlt
 import pytest
 
 from pipelines.runner import RunSummary, make_pipeline, run_load
-from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
-from sources.polyai.state import SourceState
+from tests.support.command import run_cli, tables
 from tests.support.harness import T0
-from tests.support.truth import check_rows_against_truth
-
-KEYS = {"proj-us": "key-us-7f3a9c", "proj-eu": "key-eu-51d0e2"}
-REGIONS = {"proj-us": "us-1", "proj-eu": "euw-1"}
-ACCOUNT = "acc-multi"
-
-
-@dataclass
-class Regions:
-    clock: SimClock
-    simulators: dict[str, Simulator]
-    base_urls: dict[str, str]
-
-    def entries(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "project_id": project,
-                "api_key": KEYS[project],
-                "region": REGIONS[project],
-                "base_url": self.base_urls[project],
-            }
-            for project in self.simulators
-        ]
-
-
-@pytest.fixture
-def regions() -> Iterator[Regions]:
-    clock = SimClock(T0 + timedelta(hours=1))
-    simulators = {
-        project: Simulator(
-            SimConfig(
-                seed=11,
-                n_conversations=200,
-                start=T0,
-                end=T0 + timedelta(hours=6),
-                account_id=ACCOUNT,
-                project_id=project,
-                api_key=KEYS[project],
-                late_arrival_fraction=0.1,
-                long_running_fraction=0.05,
-            ),
-            clock,
-        )
-        for project in KEYS
-    }
-    servers = {project: SimulatorServer(simulator) for project, simulator in simulators.items()}
-    base_urls = {project: server.start() for project, server in servers.items()}
-    try:
-        yield Regions(clock, simulators, base_urls)
-    finally:
-        for server in servers.values():
-            server.stop()
-
-
-def rows(database: Path, table: str, project: str, order_by: str) -> list[dict[str, Any]]:
-    with duckdb.connect(str(database), read_only=True) as connection:
-        relation = connection.sql(
-            f"SELECT * FROM polyai.{table} WHERE project_id = ? ORDER BY {order_by}", params=[project]
-        )
-        names = [column[0] for column in relation.description]
-        return [dict(zip(names, row, strict=True)) for row in relation.fetchall()]
-
-
-def check_project(database: Path, pipeline_state: dict[str, Any], regions: Regions, project: str) -> None:
-    states = SourceState.projects_of_pipeline(pipeline_state)
-    state = next(state for state in states.values() if state.label.endswith(f"({project})"))
-    check_rows_against_truth(
-        regions.simulators[project].truth(include_latency=True),
-        rows(database, "conversations", project, "id"),
-        rows(database, "turns", project, "conversation_id, turn_index"),
-        state.pending,
-    )
-
-
-def project_cursor(pipeline_state: dict[str, Any], project: str) -> str | None:
-    states = SourceState.projects_of_pipeline(pipeline_state)
-    return next(state.cursor for state in states.values() if state.label.endswith(f"({project})"))
+from tests.support.regions import ACCOUNT, KEYS, Regions, check_project, project_cursor
 
 
 def test_two_regions_load_into_one_pipeline_and_a_refused_key_catches_up_on_the_next_run(
     tmp_path: Path, regions: Regions, caplog: pytest.LogCaptureFixture
 ) -> None:
     database = tmp_path / "projects.duckdb"
-    pipeline = make_pipeline("test_projects", database_destination(database), pipelines_dir=str(tmp_path / "p"))
+    destination = dlt.destinations.duckdb(str(database))
+    pipeline = make_pipeline("test_projects", destination, pipelines_dir=str(tmp_path / "p"))
     make_source = functools.partial(
         polyai_source,
         projects=regions.entries(),
@@ -114,6 +32,7 @@ def test_two_regions_load_into_one_pipeline_and_a_refused_key_catches_up_on_the_
         clock=regions.clock.now,
         backoff_factor=0.01,
         max_attempts=2,
+        include_latency=True,
     )
     outputs: list[str] = []
 
@@ -140,7 +59,7 @@ def test_two_regions_load_into_one_pipeline_and_a_refused_key_catches_up_on_the_
     refused = run()
     assert list(refused.failures) == ["projects[1] (proj-eu)"]
     failure = refused.failures["projects[1] (proj-eu)"]
-    assert failure["status"] == 401 and failure["refused"], failure
+    assert failure["status"] in (401, 403) and failure["refused"], failure
     assert "FAILED" in refused.render() and "proj-eu" in refused.render()
     assert project_cursor(pipeline.state, "proj-eu") == eu_cursor
     check_project(database, pipeline.state, regions, "proj-us")
@@ -162,7 +81,28 @@ def test_two_regions_load_into_one_pipeline_and_a_refused_key_catches_up_on_the_
         assert not leaks, f"the key of a project shows in {leaks}"
 
 
-def database_destination(database: Path) -> Any:
-    import dlt
-
-    return dlt.destinations.duckdb(str(database))
+def test_the_command_with_the_projects_variable_loads_one_and_exits_2_for_the_refused_one(
+    tmp_path: Path, regions: Regions
+) -> None:
+    entries = regions.entries()
+    entries[1]["api_key"] = "not-the-eu-key"
+    env = {
+        "SOURCES__POLYAI__PROJECTS": json.dumps(entries),
+        "SOURCES__POLYAI__ACCOUNT_ID": ACCOUNT,
+        # The simulators' clock stands still where the command reads the real one: a start
+        # before their traffic, and nothing of theirs lies after it.
+        "SOURCES__POLYAI__START_DATE": T0.isoformat(),
+        "SOURCES__POLYAI__MAX_ATTEMPTS": "2",
+        "SOURCES__POLYAI__BACKOFF_FACTOR": "0.01",
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "cli.duckdb"),
+    }
+    result = run_cli(tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "projects[0] (proj-us): " in result.stdout and "projects[1] (proj-eu): FAILED" in result.stdout
+    assert "error: projects[1] (proj-eu) was not loaded: PolyAI API answered 403" in result.stderr
+    assert "Traceback" not in result.stderr
+    conversations, turns = tables(tmp_path / "cli.duckdb")
+    assert {row["project_id"] for row in conversations} == {"proj-us"}
+    assert len(conversations) == len(regions.simulators["proj-us"].truth()) and turns
+    for key in [*KEYS.values(), "not-the-eu-key"]:
+        assert key not in result.stdout + result.stderr
