@@ -17,8 +17,8 @@ Only project ids pass through XCom; each task reads its entry, key included, whe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 try:  # Airflow 3

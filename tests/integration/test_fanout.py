@@ -86,7 +86,10 @@ def test_two_projects_loaded_at_once_each_end_at_their_truth(
 
 
 def test_the_projects_setting_from_json_and_its_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    entries = [{"project_id": "Proj-A.1", "api_key": "secret-a"}, {"project_id": "proj-b", "region": "eu-west-1"}]
+    entries = [
+        {"project_id": "Proj-A.1", "api_key": "secret-a"},
+        {"project_id": "proj-b", "region": "eu-west-1"},
+    ]
     monkeypatch.setenv("SOURCES__POLYAI__PROJECTS", json.dumps(entries))
     assert project_entries() == entries
     assert project_ids() == ["Proj-A.1", "proj-b"]

@@ -131,9 +131,8 @@ def project_problems(project: Project, postgres_url: str, dataset: str, tmp_path
         row for row in read_rows(pipeline, "conversations", "id") if row["project_id"] == project.project_id
     ]
     ids = {row["id"] for row in conversations}
-    turns = [
-        row for row in read_rows(pipeline, "turns", "conversation_id, turn_index") if row["conversation_id"] in ids
-    ]
+    turns = read_rows(pipeline, "turns", "conversation_id, turn_index")
+    turns = [row for row in turns if row["conversation_id"] in ids]
     return compare_tables(project.simulator.truth(), conversations, turns)
 
 
