@@ -20,17 +20,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import dlt
 
 SETTING = "sources.polyai.projects"
 PIPELINE_PREFIX = "polyai_"
+T = TypeVar("T")
 
 
 class ProjectsSettingError(ValueError):
     """The `projects` setting is missing or malformed; the message never holds a key."""
+
+
+def projects_configured() -> bool:
+    """Whether `sources.polyai.projects` is set at all (a malformed value still counts)."""
+    return dlt.secrets.get(SETTING) is not None
 
 
 def project_entries() -> list[dict[str, Any]]:
@@ -96,3 +102,25 @@ def pipeline_name(project_id: str) -> str:
 def staging_layout(project_id: str) -> str:
     """dlt's `staging_dataset_name_layout` for one project: parallel merges never share staging tables."""
     return f"%s_staging_{project_slug(project_id)}"
+
+
+def retry_schema_race(load: Callable[[], T], retries: int = 3) -> T:
+    """Runs `load`, again when a parallel load created the same table or column first.
+
+    Loads that reach a new dataset, or a new column, together race to create it: PostgreSQL
+    fails all but one (docs/fan-out.md) and dlt raises SchemaUpdateError. On the next attempt
+    dlt reads the warehouse again and applies only what is still missing; the failed part was
+    not committed, so it is read again and nothing is doubled.
+    """
+    from dlt.pipeline.helpers import retry_schema_update
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random
+
+    retrying = Retrying(
+        retry=retry_if_exception(retry_schema_update()),
+        stop=stop_after_attempt(retries + 1),
+        # Apart, so that the loads that collided do not collide again.
+        wait=wait_random(1, 5),
+        before_sleep=lambda _: print("a parallel load changed the schema first: loading again"),
+        reraise=True,
+    )
+    return retrying(load)

@@ -17,9 +17,7 @@ Only project ids pass through XCom; each task reads its entry, key included, whe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.python import PythonOperator
@@ -34,7 +32,6 @@ DESTINATION = "postgres"
 DATASET = "polyai"
 POOL = "polyai_api"
 HOURLY = "0 * * * *"
-T = TypeVar("T")
 # Tasks that reach a new dataset, or a new column, together race to create it: PostgreSQL fails
 # all but one (docs/fan-out.md), and dlt raises SchemaUpdateError, which is safe to retry.
 SCHEMA_RACE_RETRIES = 3
@@ -52,7 +49,7 @@ def load_project(project_id: str) -> None:
     import functools
 
     import dlt
-    from polyai_projects import pipeline_name, project_entry, staging_layout
+    from polyai_projects import pipeline_name, project_entry, retry_schema_race, staging_layout
 
     from pipelines.runner import make_pipeline, run_load
     from sources.polyai import polyai_source
@@ -61,28 +58,8 @@ def load_project(project_id: str) -> None:
     destination = factory(staging_dataset_name_layout=staging_layout(project_id))
     pipeline = make_pipeline(pipeline_name(project_id), destination, DATASET)
     make_source = functools.partial(polyai_source, **project_entry(project_id))
-    summary = retry_schema_race(lambda: run_load(pipeline, make_source))
+    summary = retry_schema_race(lambda: run_load(pipeline, make_source), SCHEMA_RACE_RETRIES)
     print(f"{project_id}: {summary.render()}")
-
-
-def retry_schema_race(load: Callable[[], T]) -> T:
-    """Runs `load`, again when a parallel task created the same table or column first.
-
-    dlt reads the warehouse again on the next attempt and applies only what is still missing;
-    the part that failed was not committed, so it is read again, nothing doubled.
-    """
-    from dlt.pipeline.helpers import retry_schema_update
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random
-
-    retrying = Retrying(
-        retry=retry_if_exception(retry_schema_update()),
-        stop=stop_after_attempt(SCHEMA_RACE_RETRIES + 1),
-        # Apart, so that the tasks that collided do not collide again.
-        wait=wait_random(1, 5),
-        before_sleep=lambda _: print("a parallel load changed the schema first: loading again"),
-        reraise=True,
-    )
-    return retrying(load)
 
 
 with DAG(

@@ -10,6 +10,7 @@ mapped tasks that Airflow starts at once do.
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import sys
 import time
@@ -27,8 +28,9 @@ def fanout_tasks() -> ModuleType:
     dropped = [node for node in tree.body if node not in kept]
     # Only the docstring, the Airflow import and the DAG block may be left out.
     assert [type(node) for node in dropped] == [ast.Expr, ast.Try, ast.With], dropped
-    # Airflow puts the DAGs folder, where polyai_projects.py is copied, on the import path.
-    sys.path.insert(0, str(ROOT / "examples"))
+    # In Airflow polyai_projects.py sits in the DAGs folder, on the import path. Not the whole of
+    # examples/ here: its `airflow` folder would pass for the Airflow package.
+    sys.modules.setdefault("polyai_projects", importlib.import_module("examples.polyai_projects"))
     module = ModuleType("polyai_fanout_tasks")
     exec(compile(ast.Module(body=kept, type_ignores=[]), str(FANOUT_DAG), "exec"), module.__dict__)
     return module
