@@ -8,9 +8,11 @@ its truth, in the one dataset, through its own pipeline and staging dataset.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +27,12 @@ from examples.polyai_projects import (
 from tests.support.fanout import (
     Project,
     fanout_env,
+    finish,
     project_problems,
     project_simulators,
     query,
     run_workers,
+    start_worker,
 )
 from tests.support.warehouses import Warehouse
 
@@ -104,3 +108,48 @@ def test_the_projects_setting_from_json_and_its_errors(monkeypatch: pytest.Monke
     monkeypatch.delenv("SOURCES__POLYAI__PROJECTS")
     with pytest.raises(ProjectsSettingError, match="is not set"):
         project_entries()
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+def test_a_task_that_loses_the_race_for_the_dataset_loads_again(
+    two_projects: tuple[list[Project], dict[str, str]], postgres_url: str, tmp_path: Path, retries: int
+) -> None:
+    """The race, made certain: another load is creating the dataset when the task creates it."""
+    import psycopg2
+
+    projects, env = two_projects
+    dataset = fresh_dataset()
+    other_load, observer = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    # pg_stat_activity is read once per transaction: the observer's each query is its own.
+    observer.autocommit = True
+    try:
+        with other_load.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {dataset}")  # not committed yet: the task cannot see it
+        worker = start_worker(projects[0].project_id, dataset, env, retries=retries)
+        with observer.cursor() as cursor:
+            wait_until_blocked(cursor, f"CREATE SCHEMA%{dataset}%")
+        other_load.commit()
+        result = finish(projects[0].project_id, worker)
+    finally:
+        other_load.close()
+        observer.close()
+    if retries == 0:
+        assert result.returncode != 0 and "SchemaUpdate" in result.output, result.output[-2000:]
+        return
+    check_workers([result], projects)
+    assert "a parallel load changed the schema first: loading again" in result.output
+    assert project_problems(projects[0], postgres_url, dataset, tmp_path / "reader") == []
+
+
+def wait_until_blocked(cursor: Any, statement: str) -> None:
+    """Until a session waits for a lock in `statement` (the other load's uncommitted DDL)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (statement,),
+        )
+        if cursor.fetchone()[0]:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"no session waited on {statement}")

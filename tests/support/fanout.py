@@ -92,23 +92,23 @@ def run_workers(
     parallel: bool = True,
 ) -> list[WorkerResult]:
     """The fan-out DAG's `load_project` for each project, in processes started at one instant."""
-    environment = {**os.environ, **env, "POLYAI_FANOUT_DATASET": dataset}
+    if not parallel:
+        return [run_workers([one], dataset, env, retries)[0] for one in project_ids]
     start_at = time.time() + 4.0  # every worker has imported dlt by then
-    results = []
-    pending: list[tuple[str, subprocess.Popen[str]]] = []
-    for project_id in project_ids:
-        command = [sys.executable, "-m", "tests.support.fanout_worker", project_id, str(start_at)]
-        if retries is not None:
-            command.append(str(retries))
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        pending.append((project_id, process))
-        if not parallel:
-            results.append(finish(*pending.pop()))
-            start_at = time.time() + 4.0
-    results += [finish(project_id, process) for project_id, process in pending]
-    return results
+    started = [(one, start_worker(one, dataset, env, start_at, retries)) for one in project_ids]
+    return [finish(project_id, process) for project_id, process in started]
+
+
+def start_worker(
+    project_id: str, dataset: str, env: dict[str, str], start_at: float = 0.0, retries: int | None = None
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.support.fanout_worker", project_id, str(start_at)]
+    if retries is not None:
+        command.append(str(retries))
+    environment = {**os.environ, **env, "POLYAI_FANOUT_DATASET": dataset}
+    return subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def finish(project_id: str, process: subprocess.Popen[str]) -> WorkerResult:

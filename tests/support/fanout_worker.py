@@ -43,7 +43,10 @@ def main(argv: list[str]) -> None:
     if len(argv) > 2:
         tasks.SCHEMA_RACE_RETRIES = int(argv[2])
     time.sleep(max(0.0, start_at - time.time()))
+    started = time.time()
     tasks.load_project(project_id)
+    # Read by scripts/fanout_timing.py.
+    print(f"task seconds {time.time() - started:.2f} ended {time.time():.3f}")
 
 
 if __name__ == "__main__":
