@@ -89,6 +89,18 @@ def project_entry(project_id: str) -> dict[str, Any]:
     raise ProjectsSettingError(f"`{SETTING}` has no entry with project_id {project_id!r}")
 
 
+def project_source(project_id: str) -> Callable[[], Any]:
+    """Makes the source of one project: its entry's settings, the others from dlt's config.
+
+    A fresh source per call: a backfill in parts builds one per part (run_load).
+    """
+    import functools
+
+    from sources.polyai import polyai_source
+
+    return functools.partial(polyai_source, **project_entry(project_id))
+
+
 def project_slug(project_id: str) -> str:
     """A name part for dlt: lower case letters, digits and '_'."""
     return re.sub(r"[^a-z0-9_]+", "_", project_id.strip().lower()).strip("_") or "project"

@@ -46,18 +46,15 @@ def list_projects() -> list[dict[str, str]]:
 
 def load_project(project_id: str) -> None:
     """One incremental run of one project, into the shared dataset."""
-    import functools
-
     import dlt
-    from polyai_projects import pipeline_name, project_entry, retry_schema_race, staging_layout
+    from polyai_projects import pipeline_name, project_source, retry_schema_race, staging_layout
 
     from pipelines.runner import make_pipeline, run_load
-    from sources.polyai import polyai_source
 
     factory = getattr(dlt.destinations, DESTINATION)
     destination = factory(staging_dataset_name_layout=staging_layout(project_id))
     pipeline = make_pipeline(pipeline_name(project_id), destination, DATASET)
-    make_source = functools.partial(polyai_source, **project_entry(project_id))
+    make_source = project_source(project_id)
     summary = retry_schema_race(lambda: run_load(pipeline, make_source), SCHEMA_RACE_RETRIES)
     print(f"{project_id}: {summary.render()}")
 

@@ -19,7 +19,6 @@ start in other folders); on BigQuery or Snowflake nothing else is needed.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real type of `context`.
-import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,8 +41,8 @@ from dlt.extract.source import DltSource
 
 from examples.polyai_projects import (
     pipeline_name,
-    project_entry,
     project_ids,
+    project_source,
     projects_configured,
     retry_schema_race,
     staging_layout,
@@ -113,7 +112,7 @@ def polyai_tables(context: AssetExecutionContext, dlt: DagsterDltResource) -> It
     pipeline, make_source = polyai_pipeline, polyai_source
     if context.has_partition_key:
         pipeline = project_pipeline(context.partition_key)
-        make_source = functools.partial(polyai_source, **project_entry(context.partition_key))
+        make_source = project_source(context.partition_key)
     parts = retry_schema_race(lambda: load_parts(dlt, context, pipeline, make_source))
     yield from parts[-1]
 
