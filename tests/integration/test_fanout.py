@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +142,53 @@ def test_a_task_that_loses_the_race_for_the_dataset_loads_again(
     assert project_problems(projects[0], postgres_url, dataset, tmp_path / "reader") == []
 
 
-def wait_until_blocked(cursor: Any, statement: str) -> None:
-    """Until a session waits for a lock in `statement` (the other load's uncommitted DDL)."""
+def wait_until_blocked(cursor: Any, statement: str, sessions: int = 1) -> None:
+    """Until `sessions` sessions wait for a lock in `statement` (another session holds it)."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
             (statement,),
         )
-        if cursor.fetchone()[0]:
+        if cursor.fetchone()[0] >= sessions:
             return
         time.sleep(0.2)
     pytest.fail(f"no session waited on {statement}")
+
+
+@pytest.mark.parametrize("staging", ["one per project", "shared"])
+def test_merges_that_wait_for_each_other_stay_apart_with_a_staging_dataset_each(
+    two_projects: tuple[list[Project], dict[str, str]], postgres_url: str, tmp_path: Path, staging: str
+) -> None:
+    """Both tasks stage their rows, then merge: made certain by holding the merge back."""
+    import psycopg2
+
+    projects, env = two_projects
+    dataset = fresh_dataset()
+    if staging == "shared":
+        env = {**env, "POLYAI_FANOUT_SHARED_STAGING": "1"}
+    # The tables first, so that the merge can be held back: another pipeline, the last hours.
+    recent = (projects[0].simulator.config.end - timedelta(hours=3)).isoformat()
+    first = {**env, "POLYAI_FANOUT_PIPELINE_SUFFIX": "_first", "SOURCES__POLYAI__START_DATE": recent}
+    check_workers([finish("first", start_worker(projects[0].project_id, dataset, first))], projects)
+    holder, observer = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    observer.autocommit = True
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {dataset}.conversations IN SHARE MODE")  # merges wait
+        workers = []
+        for waiting, project in enumerate(projects, start=1):
+            workers.append((project.project_id, start_worker(project.project_id, dataset, env)))
+            with observer.cursor() as cursor:
+                wait_until_blocked(cursor, f"%{dataset}%conversations%", waiting)
+        holder.commit()
+        check_workers([finish(*worker) for worker in workers], projects)
+    finally:
+        holder.close()
+        observer.close()
+    problems = [project_problems(p, postgres_url, dataset, tmp_path / p.project_id) for p in projects]
+    if staging == "shared":
+        # Each task emptied the other's staged rows before its merge: rows lost and doubled.
+        assert any(problems)
+    else:
+        assert problems == [[], []]

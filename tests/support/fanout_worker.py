@@ -36,12 +36,24 @@ def fanout_tasks() -> ModuleType:
     return module
 
 
+def probe_settings(projects: ModuleType) -> None:
+    """Test-only changes to the example, from the environment: the shared staging dataset that
+    the example avoids (POLYAI_FANOUT_SHARED_STAGING), another pipeline name (..._SUFFIX)."""
+    if os.environ.get("POLYAI_FANOUT_SHARED_STAGING"):
+        projects.staging_layout = lambda _project_id: "%s_staging"
+    suffix = os.environ.get("POLYAI_FANOUT_PIPELINE_SUFFIX")
+    if suffix:
+        named = projects.pipeline_name
+        projects.pipeline_name = lambda project_id: named(project_id) + suffix
+
+
 def main(argv: list[str]) -> None:
     project_id, start_at = argv[0], float(argv[1])
     tasks = fanout_tasks()
     tasks.DATASET = os.environ.get("POLYAI_FANOUT_DATASET", tasks.DATASET)
     if len(argv) > 2:
         tasks.SCHEMA_RACE_RETRIES = int(argv[2])
+    probe_settings(sys.modules["polyai_projects"])
     time.sleep(max(0.0, start_at - time.time()))
     started = time.time()
     tasks.load_project(project_id)
