@@ -11,6 +11,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import re
 import shlex
 import shutil
@@ -28,6 +29,8 @@ from dlt.destinations import duckdb as duckdb_destination
 from pipelines.polyai_pipeline import parse_args
 from polyai_simulator import Simulator
 from sources.polyai import polyai_source
+from tests.support.fanout import fanout_env, project_simulators
+from tests.support.fanout_worker import FANOUT_DAG, fanout_tasks
 from tests.support.harness import finished_traffic, scheduled_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -317,3 +320,65 @@ def test_dagster_assets_materialize_keep_state_and_build_the_marts(
     assert materialize([module.polyai_tables], resources=resources).success
     assert module.polyai_pipeline.last_trace.last_normalize_info.row_counts.get("conversations", 0) == 0
     assert count(database, "SELECT count(*) FROM polyai.conversations") == truth
+
+
+@QUIET_DAGSTER
+def test_dagster_partitions_load_each_project_into_one_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the `projects` setting: one partition per project, each its own pipeline."""
+    pytest.importorskip("dagster_dlt", reason="pip install -e '.[dagster]'")
+    from dagster import materialize
+    from dagster_dlt import DagsterDltResource
+
+    with project_simulators([51, 52], n_conversations=60) as projects:
+        database = tmp_path / "projects.duckdb"
+        env = fanout_env(projects, "unused", tmp_path / "dlt")
+        env.pop("DESTINATION__POSTGRES__CREDENTIALS")
+        for name, value in {**env, "DESTINATION__DUCKDB__CREDENTIALS": str(database)}.items():
+            monkeypatch.setenv(name, value)
+        module = import_dagster_example()
+        assert module.PROJECTS.get_partition_keys() == ["proj-a", "proj-b"]
+        assert module.polyai_tables.op.pool == "polyai_load"
+        resources = {"dlt": DagsterDltResource()}
+        for project in projects:
+            key = project.project_id
+            assert materialize([module.polyai_tables], resources=resources, partition_key=key).success
+        for project in projects:
+            truth = len(project.simulator.truth())
+            sql = f"SELECT count(*) FROM polyai.conversations WHERE project_id = '{project.project_id}'"
+            assert truth > 0 and count(database, sql) == truth
+        pipelines = count(database, "SELECT count(DISTINCT pipeline_name) FROM polyai._dlt_pipeline_state")
+        assert pipelines == 2
+        staging = "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'polyai_staging_%'"
+        assert count(database, staging) == 2
+
+
+def test_fanout_dag_maps_one_pooled_task_per_project_from_ids_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = ast.parse(FANOUT_DAG.read_text(), filename=str(FANOUT_DAG))
+    names = constants(tree)
+    (dag,) = call_keywords(tree, "DAG")
+    assert literal(dag["max_active_runs"], names) == 1 and literal(dag["catchup"], names) is False
+    (partial,) = [
+        node for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "PythonOperator.partial"
+    ]  # fmt: skip
+    keywords = {keyword.arg: keyword.value for keyword in partial.keywords}
+    assert literal(keywords["pool"], names) == "polyai_api"
+    assert keywords["python_callable"].id == "load_project"
+    (expand,) = [node for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "expand"]
+    assert ast.unparse(expand.value) == ast.unparse(partial)
+    entries = [{"project_id": "proj-a", "api_key": "key-a"}, {"project_id": "proj-b", "api_key": "key-b"}]
+    monkeypatch.setenv("SOURCES__POLYAI__PROJECTS", json.dumps(entries))
+    # What goes through XCom to the mapped tasks: the ids, never a key.
+    assert fanout_tasks().list_projects() == [{"project_id": "proj-a"}, {"project_id": "proj-b"}]
+
+
+def test_fanout_dag_imports_in_airflow() -> None:
+    pytest.importorskip("airflow", reason="Airflow is not installed (too heavy for CI)")
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(FANOUT_DAG))
+    assert bag.import_errors == {}
+    dag = bag.dags["polyai_conversations_fanout"]
+    assert {task.task_id for task in dag.tasks} == {"list_projects", "load_project"}
