@@ -180,19 +180,6 @@ class DecodeBudget:
             self._changed.notify_all()
 
 
-def iter_windows_concurrently(
-    client: PolyAIClient,
-    windows: WindowQueue,
-    concurrency: int,
-    decoder: msgspec.json.Decoder[Any] | None = None,
-) -> Iterator[Page]:
-    """One project's pages (iter_projects_concurrently); a failure is raised."""
-    for item in iter_projects_concurrently(RunQueue([ProjectFetch(client, windows, decoder)]), concurrency):
-        if isinstance(item, ProjectFailed):
-            raise item.error
-        yield item
-
-
 def iter_projects_concurrently(runs: RunQueue, concurrency: int) -> Iterator[Page | ProjectFailed]:
     """Pages of the queue's windows, fetched by up to `concurrency` threads, yielded as they arrive.
 
