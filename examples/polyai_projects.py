@@ -2,7 +2,7 @@
 
 Each entry of `sources.polyai.projects` holds `project_id` and, optionally, any of the source's
 own keyword settings (`api_key`, `account_id`, `region`, `base_url`, `client_env`, ...), so
-`polyai_source(**entry)` loads that one project, the settings the entry leaves out coming from
+`polyai_source(projects=[entry])` loads that one project, the settings the entry leaves out coming from
 dlt's config as usual. In `.dlt/secrets.toml`:
 
     [[sources.polyai.projects]]
@@ -92,13 +92,15 @@ def project_entry(project_id: str) -> dict[str, Any]:
 def project_source(project_id: str) -> Callable[[], Any]:
     """Makes the source of one project: its entry's settings, the others from dlt's config.
 
-    A fresh source per call: a backfill in parts builds one per part (run_load).
+    A fresh source per call: a backfill in parts builds one per part (run_load). The entry
+    goes in as a `projects` list of one, so that the whole list in dlt's config (which the
+    other workers load) is not read here.
     """
     import functools
 
     from sources.polyai import polyai_source
 
-    return functools.partial(polyai_source, **project_entry(project_id))
+    return functools.partial(polyai_source, projects=[project_entry(project_id)])
 
 
 def project_slug(project_id: str) -> str:

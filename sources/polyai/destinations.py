@@ -67,14 +67,16 @@ class DestinationFit:
         projects). Turns that an earlier version loaded have no `project_id`: they are
         `legacy_project_id`'s, the one project that version loaded.
         """
-        project = "project_id"
+        project = "turns.project_id"
         if legacy_project_id is not None:
-            project = f"COALESCE(project_id, {sql_text(legacy_project_id)})"
-        staged = "project_id, conversation_id"
-        if self.destination == "bigquery":
-            # BigQuery compares tuples with a subquery's rows only as STRUCTs.
-            staged = f"AS STRUCT {staged}"
-        return f"({project}, conversation_id) IN (SELECT {staged} FROM {{staging_table}})"
+            project = f"COALESCE(turns.project_id, {sql_text(legacy_project_id)})"
+        # A correlated EXISTS, not `(a, b) IN (SELECT a, b ...)`: BigQuery compares a tuple
+        # with a subquery only as a STRUCT, which its emulator cannot run. `turns` is the
+        # table being deleted from (its implicit alias); the staged rows are aliased apart.
+        return (
+            f"EXISTS (SELECT 1 FROM {{staging_table}} AS staged WHERE staged.project_id = {project}"
+            " AND staged.conversation_id = turns.conversation_id)"
+        )
 
 
 def sql_text(value: str) -> str:
