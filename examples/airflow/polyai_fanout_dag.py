@@ -70,6 +70,6 @@ with DAG(
     tags=["polyai", "dlt"],
 ) as dag:
     projects = PythonOperator(task_id="list_projects", python_callable=list_projects)
-    loads = PythonOperator.partial(
-        task_id="load_project", python_callable=load_project, pool=POOL
-    ).expand(op_kwargs=projects.output)
+    loads = PythonOperator.partial(task_id="load_project", python_callable=load_project, pool=POOL).expand(
+        op_kwargs=projects.output
+    )

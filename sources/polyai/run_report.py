@@ -50,6 +50,7 @@ def warn_project_failed(label: str, error: BaseException) -> None:
         error,
     )
 
+
 # An API that treats a bound as inclusive, or rounds it, is not a filter that disagrees.
 FILTER_TOLERANCE: Final = timedelta(seconds=1)
 # Conversation ids a warning names; the rest are counted.

@@ -102,16 +102,28 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
     tmp_path = tmp_path_factory.mktemp("dbt_connector")
     db_path = tmp_path / "connector.duckdb"
     now = datetime.now(UTC)
-    config = SimConfig(
-        seed=2,
-        n_conversations=300,
-        start=now - timedelta(days=2),
-        end=now,
-        latency_object_fraction=0.2,
-    )
-    sim = Simulator(config, SimClock())
-    server = SimulatorServer(sim)
-    base_url = server.start()
+    # Two projects whose simulators share a seed, so that their conversation ids collide: the
+    # models must keep them apart by project.
+    simulators = [
+        Simulator(
+            SimConfig(
+                seed=2,
+                n_conversations=300,
+                start=now - timedelta(days=2),
+                end=now,
+                latency_object_fraction=0.2,
+                project_id=project_id,
+                api_key=f"dbt-key-{project_id}",
+            ),
+            SimClock(),
+        )
+        for project_id in ("proj-dbt-a", "proj-dbt-b")
+    ]
+    servers = [SimulatorServer(sim) for sim in simulators]
+    projects = [
+        {"project_id": sim.config.project_id, "api_key": sim.config.api_key, "base_url": server.start()}
+        for sim, server in zip(simulators, servers, strict=True)
+    ]
     try:
         pipeline = make_pipeline(
             "dbt_test", dlt.destinations.duckdb(str(db_path)), "polyai", str(tmp_path / "pipelines")
@@ -120,16 +132,15 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
             pipeline,
             functools.partial(
                 polyai_source,
-                api_key=sim.config.api_key,
-                account_id=sim.config.account_id,
-                project_id=sim.config.project_id,
-                base_url=base_url,
-                start_date=sim.config.start.isoformat(),
+                projects=projects,
+                account_id=simulators[0].config.account_id,
+                start_date=simulators[0].config.start.isoformat(),
                 include_latency=True,
             ),
         )
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return DbtRun(db_path, tmp_path)
 
 
@@ -155,6 +166,12 @@ def test_marts_agree_with_source_tables(connector_db: DbtRun, connector_build) -
     q = connector_db.scalar
     conversations = q("select count(*) from polyai.conversations")
     assert conversations > 0
+    # Both projects, with the same conversation ids, sliced apart in every mart.
+    assert q("select count(distinct id) from polyai.conversations") * 2 == conversations
+    for mart in ("fct_daily_volume", "fct_containment", "fct_ood_silence_rates", "fct_duration_distribution"):
+        assert q(f"select count(distinct project_id) from polyai_analytics.{mart}") == 2, mart
+    turns_staged = q("select count(*) from polyai_analytics.stg_polyai__turns")
+    assert turns_staged == q("select count(*) from polyai.turns")
     assert q("select sum(conversations) from polyai_analytics.fct_daily_volume") == conversations
     assert q("select sum(in_progress_conversations) from polyai_analytics.fct_daily_volume") == q(
         "select count(*) from polyai.conversations where in_progress"
@@ -196,12 +213,14 @@ def test_marts_agree_with_source_tables(connector_db: DbtRun, connector_build) -
         select m.latency_p50_seconds, s.p50
         from polyai_analytics.fct_turn_latency_percentiles as m
         join (
-            select cast(c.started_at at time zone 'UTC' as date) as day, c.channel, c.environment,
-                   quantile_cont(t.latency, 0.5) as p50
-            from polyai.turns t join polyai.conversations c on c.id = t.conversation_id
+            select cast(c.started_at at time zone 'UTC' as date) as day, c.project_id, c.channel,
+                   c.environment, quantile_cont(t.latency, 0.5) as p50
+            from polyai.turns t
+            join polyai.conversations c on c.project_id = t.project_id and c.id = t.conversation_id
             group by all
         ) as s
-          on s.day = m.conversation_date and s.channel = m.channel and s.environment = m.environment
+          on s.day = m.conversation_date and s.project_id = m.project_id and s.channel = m.channel
+          and s.environment = m.environment
         order by m.turns desc
         limit 1
         """
@@ -223,7 +242,8 @@ create table polyai.conversations (
 # No user_input_dtmf / translated_user_input: dlt only creates a column once it saw a value.
 TURNS_DDL = """
 create table polyai.turns (
-    conversation_id varchar, turn_index bigint, conversation_started_at timestamp with time zone,
+    account_id varchar, project_id varchar, conversation_id varchar, turn_index bigint,
+    conversation_started_at timestamp with time zone,
     user_input varchar, user_input_datetime timestamp with time zone, agent_response varchar,
     agent_response_datetime timestamp with time zone, barge_in boolean, intents json,
     entities json, is_ood boolean, is_silence boolean, english_agent_response varchar,
@@ -262,6 +282,8 @@ def _conversation(conversation_id: str, started_at: datetime, **overrides) -> di
 
 def _turn(conversation_id: str, turn_index: int, started_at: datetime, **overrides) -> dict:
     row = {
+        "account_id": "acc",
+        "project_id": "proj",
         "conversation_id": conversation_id,
         "turn_index": turn_index,
         "conversation_started_at": started_at,
@@ -434,7 +456,7 @@ def test_staging_types_days_and_missing_columns(awkward_db: DbtRun, awkward_buil
     ) == [(4,)]
     assert q(
         "select latency_seconds, latency_detail ->> 'llm' from polyai_analytics.stg_polyai__turns "
-        "where turn_id = 'c1-1'"
+        "where turn_id = 'proj-c1-1'"
     ) == [(None, "0.7")]
 
 

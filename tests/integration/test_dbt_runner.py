@@ -109,7 +109,7 @@ def test_a_failing_dbt_test_exits_3_and_names_the_test(
     result = run_cli(tmp_path, "--run-dbt", env=env)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "error: dbt test failed after a successful load" in result.stderr
-    assert "fail: source_unique_polyai_conversations_id" in result.stderr
+    assert "fail: source_unique_combination_of_columns_polyai_conversations" in result.stderr
     assert "Traceback" not in result.stderr
 
 

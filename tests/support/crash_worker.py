@@ -123,8 +123,12 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         kill_after_pages(int(kill_at.split(":")[1]))
     plain = os.environ.get("POLYAI_TEST_PLAIN_DLT") == "1"
     if plain:
-        pipeline = dlt.pipeline("crash", destination=dlt.destinations.duckdb(database), dataset_name="polyai",
-                                pipelines_dir=pipelines_dir)
+        pipeline = dlt.pipeline(
+            "crash",
+            destination=dlt.destinations.duckdb(database),
+            dataset_name="polyai",
+            pipelines_dir=pipelines_dir,
+        )
     else:
         pipeline = make_pipeline("crash", dlt.destinations.duckdb(database), "polyai", pipelines_dir)
     # Extra source options from the test, e.g. loads of a few conversations.

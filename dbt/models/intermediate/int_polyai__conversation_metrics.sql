@@ -6,6 +6,7 @@
 with conversations as (
 
     select
+        project_id,
         conversation_id,
         metrics
     from {{ ref('stg_polyai__conversations') }}
@@ -15,6 +16,7 @@ with conversations as (
 metric_values as (
 
     select
+        conversations.project_id,
         conversations.conversation_id,
         metric_entry.key as metric_name,
         value_element.index as value_position,
@@ -28,12 +30,13 @@ metric_values as (
 final as (
 
     select
+        project_id,
         conversation_id,
         metric_name,
         value_position,
         metric_value,
         value_position = max(value_position) over (
-            partition by conversation_id, metric_name
+            partition by project_id, conversation_id, metric_name
         ) as is_latest_value
     from metric_values
 

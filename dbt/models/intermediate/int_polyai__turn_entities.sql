@@ -5,6 +5,7 @@
 with turns as (
 
     select
+        project_id,
         conversation_id,
         turn_index,
         entities
@@ -15,6 +16,7 @@ with turns as (
 entity_values as (
 
     select
+        turns.project_id,
         turns.conversation_id,
         turns.turn_index,
         entity_object.index as entity_position,

@@ -4,6 +4,7 @@
 with turns as (
 
     select
+        project_id,
         conversation_id,
         turn_index,
         intents
@@ -14,6 +15,7 @@ with turns as (
 intents as (
 
     select
+        turns.project_id,
         turns.conversation_id,
         turns.turn_index,
         intent_element.index as intent_position,

@@ -1,4 +1,4 @@
--- Containment per UTC day, environment and channel: of the finished conversations, the share
+-- Containment per UTC day, project, environment and channel: of the finished conversations, the share
 -- the agent handled end to end (contained) versus the share handed off. Conversations still
 -- in progress are counted but left out of both rates, since their outcome is not known yet.
 
@@ -12,6 +12,7 @@ daily as (
 
     select
         started_date as conversation_date,
+        project_id,
         environment,
         channel,
         count(*) as conversations,
@@ -22,6 +23,7 @@ daily as (
     from conversations
     group by
         started_date,
+        project_id,
         environment,
         channel
 

@@ -1,4 +1,4 @@
--- Conversations per UTC day, environment, channel and agent variant.
+-- Conversations per UTC day, project, environment, channel and agent variant.
 
 with conversations as (
 
@@ -10,6 +10,7 @@ daily as (
 
     select
         started_date as conversation_date,
+        project_id,
         environment,
         channel,
         variant_id,
@@ -22,6 +23,7 @@ daily as (
     from conversations
     group by
         started_date,
+        project_id,
         environment,
         channel,
         variant_id,

@@ -1,11 +1,12 @@
--- Distribution of the duration of finished conversations per environment and channel, over
+-- Distribution of the duration of finished conversations per project, environment and channel, over
 -- the whole loaded period: one row per duration bucket (empty buckets included, so every
--- environment/channel has the same rows), with the bucket's count and share, and the
--- duration percentiles of the environment/channel repeated on each of its rows.
+-- project/environment/channel has the same rows), with the bucket's count and share, and the
+-- duration percentiles of the project/environment/channel repeated on each of its rows.
 
 with conversations as (
 
     select
+        project_id,
         environment,
         channel,
         duration_seconds
@@ -31,6 +32,7 @@ buckets as (
 segments as (
 
     select
+        project_id,
         environment,
         channel,
         count(*) as finished_conversations,
@@ -41,6 +43,7 @@ segments as (
         max(duration_seconds) as duration_max_seconds
     from conversations
     group by
+        project_id,
         environment,
         channel
 
@@ -49,6 +52,7 @@ segments as (
 bucketed as (
 
     select
+        conversations.project_id,
         conversations.environment,
         conversations.channel,
         buckets.bucket_order,
@@ -61,6 +65,7 @@ bucketed as (
             or conversations.duration_seconds < buckets.upper_bound_seconds
         )
     group by
+        conversations.project_id,
         conversations.environment,
         conversations.channel,
         buckets.bucket_order
@@ -70,6 +75,7 @@ bucketed as (
 final as (
 
     select
+        segments.project_id,
         segments.environment,
         segments.channel,
         buckets.bucket_order,
@@ -88,7 +94,8 @@ final as (
     from segments
     cross join buckets
     left join bucketed
-        on segments.environment = bucketed.environment
+        on segments.project_id = bucketed.project_id
+        and segments.environment = bucketed.environment
         and segments.channel = bucketed.channel
         and buckets.bucket_order = bucketed.bucket_order
 

@@ -1,4 +1,4 @@
--- Handed-off conversations per UTC day, environment, channel and handoff reason, with each
+-- Handed-off conversations per UTC day, project, environment, channel and handoff reason, with each
 -- reason's share of that day's handoffs and of that day's finished conversations.
 -- Handoffs without a reason are reported as 'unspecified'.
 
@@ -14,6 +14,7 @@ by_outcome as (
     -- handoff_reason is NULL for the contained conversations, kept for the totals
     select
         started_date as conversation_date,
+        project_id,
         environment,
         channel,
         case when is_handoff then coalesce(handoff_reason, 'unspecified') end as handoff_reason,
@@ -21,6 +22,7 @@ by_outcome as (
     from finished
     group by
         started_date,
+        project_id,
         environment,
         channel,
         case when is_handoff then coalesce(handoff_reason, 'unspecified') end
@@ -32,10 +34,10 @@ with_day_totals as (
     select
         *,
         cast(sum(conversations) over (
-            partition by conversation_date, environment, channel
+            partition by project_id, conversation_date, environment, channel
         ) as {{ dbt.type_bigint() }}) as finished_conversations,
         cast(sum(case when handoff_reason is not null then conversations else 0 end) over (
-            partition by conversation_date, environment, channel
+            partition by project_id, conversation_date, environment, channel
         ) as {{ dbt.type_bigint() }}) as handed_off_conversations_all_reasons
     from by_outcome
 
@@ -45,6 +47,7 @@ final as (
 
     select
         conversation_date,
+        project_id,
         environment,
         channel,
         handoff_reason,

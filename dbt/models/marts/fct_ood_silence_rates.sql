@@ -1,4 +1,4 @@
--- Out-of-domain and silence rates per UTC day (the conversation's start day), environment
+-- Out-of-domain and silence rates per UTC day (the conversation's start day), project, environment
 -- and channel: ood turns / turns and silent turns / turns. Counts are kept next to the
 -- rates so they can be re-aggregated (e.g. per day across channels).
 
@@ -18,6 +18,7 @@ daily as (
 
     select
         conversations.started_date as conversation_date,
+        conversations.project_id,
         conversations.environment,
         conversations.channel,
         count(distinct turns.conversation_id) as conversations_with_turns,
@@ -26,9 +27,11 @@ daily as (
         count(case when turns.is_silence then 1 end) as silence_turns
     from turns
     inner join conversations
-        on turns.conversation_id = conversations.conversation_id
+        on turns.project_id = conversations.project_id
+        and turns.conversation_id = conversations.conversation_id
     group by
         conversations.started_date,
+        conversations.project_id,
         conversations.environment,
         conversations.channel
 

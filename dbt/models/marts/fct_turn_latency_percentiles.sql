@@ -1,4 +1,4 @@
--- Agent response latency per UTC day (the conversation's start day), environment and channel:
+-- Agent response latency per UTC day (the conversation's start day), project, environment and channel:
 -- p50 / p90 / p99 / mean / max of turns.latency in seconds. Turns without a numeric latency
 -- (not requested, or sent as a per-stage object in latency_detail) are counted but not used.
 
@@ -18,6 +18,7 @@ daily as (
 
     select
         conversations.started_date as conversation_date,
+        conversations.project_id,
         conversations.environment,
         conversations.channel,
         count(*) as turns,
@@ -29,9 +30,11 @@ daily as (
         max(turns.latency_seconds) as latency_max_seconds
     from turns
     inner join conversations
-        on turns.conversation_id = conversations.conversation_id
+        on turns.project_id = conversations.project_id
+        and turns.conversation_id = conversations.conversation_id
     group by
         conversations.started_date,
+        conversations.project_id,
         conversations.environment,
         conversations.channel
 

@@ -4,6 +4,8 @@
 {%- set text = dbt.type_string() %}
 {%- set boolean = dbt.type_boolean() %}
 {%- set instant = polyai.type_instant() %}
+{#- Turns loaded before the connector kept projects apart have none until its next run fills it. #}
+{%- set project_id = polyai.optional_column(cols, 'project_id', text) %}
 
 with source as (
 
@@ -14,7 +16,9 @@ with source as (
 renamed as (
 
     select
-        {{ dbt.concat(['conversation_id', "'-'", dbt.cast('turn_index', text)]) }} as turn_id,
+        {{ dbt.concat(["coalesce(" ~ project_id ~ ", '')", "'-'", 'conversation_id', "'-'", dbt.cast('turn_index', text)]) }} as turn_id,
+        {{ polyai.optional_column(cols, 'account_id', text) }} as account_id,
+        {{ project_id }} as project_id,
         conversation_id,
         turn_index,
         {{ polyai.utc_timestamp('conversation_started_at') }} as conversation_started_at,

@@ -74,9 +74,7 @@ class WindowQueue:
     where the next one starts. The projects of one load share one FetchLimit.
     """
 
-    def __init__(
-        self, windows: list[Window], always: int, limit: int | FetchLimit | None = None
-    ) -> None:
+    def __init__(self, windows: list[Window], always: int, limit: int | FetchLimit | None = None) -> None:
         self._windows = windows
         self._always = always
         self._limit = limit if isinstance(limit, FetchLimit) else FetchLimit(limit)
