@@ -34,6 +34,8 @@ class ProjectRun:
     plan: RunPlan
     fetch: ProjectFetch
     tally: PageTally
+    # "now" of the run: the same for every project of one extraction.
+    now: datetime
     failure: Exception | None = None
 
     @property
@@ -86,8 +88,7 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
-            runs.append(ProjectRun(project, state, plan, ProjectFetch(client, queue, decoder), tally))
-        self._now = now
+            runs.append(ProjectRun(project, state, plan, ProjectFetch(client, queue, decoder), tally, now))
         return runs
 
     def give_up(self, runs: Sequence[ProjectRun]) -> None:
@@ -110,7 +111,7 @@ class ProjectsReading:
                     progress.failures[run.project.state_key] = failure_report(run.failure)
                 continue
             with run_report.about(run.project.label if self.several else None):
-                close_run(run.state, run.plan, run.fetch.windows, run.client, run.tally, self._now)
+                close_run(run.state, run.plan, run.fetch.windows, run.client, run.tally, run.now)
         loaded = [run for run in runs if run.failure is None]
         if progress is not None:
             progress.labels.update({run.project.state_key: run.project.label for run in runs})
