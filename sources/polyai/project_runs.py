@@ -105,7 +105,7 @@ class ProjectsReading:
         for run in runs:
             run.state.label = run.project.label
             if run.failure is not None:
-                record_failure(run.state, run.client, run.failure)
+                record_failure(run.state, run.client, run.failure, run.now)
                 run_report.warn_project_failed(run.project.label, run.failure)
                 if progress is not None:
                     progress.failures[run.project.state_key] = failure_report(run.failure)

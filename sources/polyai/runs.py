@@ -134,6 +134,9 @@ def close_run(
     state.save_pending()
     state.last_run = LastRun(
         requests=client.requests_made,
+        retries=client.transport.retry_budget.used,
+        rate_limited=client.transport.pacer.rate_limited,
+        ran_at=isoformat_utc(now),
         conversations=len(tally.kept),
         turns=tally.turns,
         repull_windows=len(plan.repull_windows),
@@ -153,10 +156,17 @@ def track_repull_misses(state: SourceState, plan: RunPlan, seen: set[str]) -> No
     )
 
 
-def record_failure(state: SourceState, client: PolyAIClient, error: BaseException) -> None:
+def record_failure(
+    state: SourceState, client: PolyAIClient, error: BaseException, now: datetime | None = None
+) -> None:
     """A failed project's run: its cursor, pending set and misses stay; its last run says why."""
     state.last_run = dataclasses.replace(
-        state.last_run, requests=client.requests_made, failure=failure_report(error)
+        state.last_run,
+        requests=client.requests_made,
+        retries=client.transport.retry_budget.used,
+        rate_limited=client.transport.pacer.rate_limited,
+        ran_at=isoformat_utc(now) if now is not None else state.last_run.ran_at,
+        failure=failure_report(error),
     )
 
 

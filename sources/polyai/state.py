@@ -83,6 +83,11 @@ class LastRun:
     """What the last load of the source did (the run summary reads it)."""
 
     requests: int = 0
+    # Attempts retried, and answers that were a 429, over the run's requests.
+    retries: int = 0
+    rate_limited: int = 0
+    # The run's "now" (ISO 8601 UTC): when it ran, by the client's clock.
+    ran_at: str | None = None
     conversations: int = 0
     turns: int = 0
     repull_windows: int = 0
@@ -99,6 +104,9 @@ class LastRun:
         stored = stored or {}
         return cls(
             requests=int(stored.get("requests", 0)),
+            retries=int(stored.get("retries", 0)),
+            rate_limited=int(stored.get("rate_limited", 0)),
+            ran_at=str(stored["ran_at"]) if stored.get("ran_at") else None,
             conversations=int(stored.get("conversations", 0)),
             turns=int(stored.get("turns", 0)),
             repull_windows=int(stored.get("repull_windows", 0)),
@@ -112,6 +120,9 @@ class LastRun:
     def stored(self) -> dict[str, Any]:
         stored: dict[str, Any] = {
             "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "ran_at": self.ran_at,
             "conversations": self.conversations,
             "turns": self.turns,
             "repull_windows": self.repull_windows,
