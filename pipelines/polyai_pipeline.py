@@ -3,6 +3,8 @@
 python pipelines/polyai_pipeline.py                 # settings from .dlt/ and the environment
 python pipelines/polyai_pipeline.py --demo          # no credentials, no network: local simulator
 python pipelines/polyai_pipeline.py --run-dbt       # then build and test the dbt project in dbt/
+python pipelines/polyai_pipeline.py status [--json] # per project: cursor, lag, pending, last run
+python pipelines/polyai_pipeline.py reset --yes     # the next run starts again at start_date
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dlt.common.exceptions import SignalReceivedException
 from dlt.load.exceptions import LoadClientJobFailed
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines import reset_command, status_command
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
 from pipelines.lean_imports import loading_without_pandas
@@ -50,6 +53,8 @@ from sources.polyai.projects import project_api_keys
 from sources.polyai.redaction import install_log_redaction, redact, register_secrets
 
 SECRET_SETTINGS = ("api_key", "pii_salt")
+# The subcommands, each a module with HELP, add_arguments(parser) and run(args, pipeline) -> exit code.
+COMMANDS: dict[str, Any] = {"status": status_command, "reset": reset_command}
 EXIT_FAILED = 1
 DISK_FULL_HINT = (
     "The disk is full (the destination's file, or dlt's working folder: --pipelines-dir, by "
@@ -82,19 +87,37 @@ def raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
+def add_pipeline_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The options that name the pipeline, for the run and for every subcommand.
+
+    A subcommand's copy defaults to SUPPRESS so that an option given before the subcommand's
+    name is not reset by the subcommand's default.
+    """
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--destination",
+        default=default(None),
+        help="dlt destination: duckdb (default), bigquery, snowflake, postgres, motherduck",
+    )
+    parser.add_argument("--pipeline-name", default=default(None), help=f"default {DEFAULT_PIPELINE_NAME}")
+    parser.add_argument("--dataset-name", default=default(DEFAULT_DATASET), help=f"default {DEFAULT_DATASET}")
+    parser.add_argument(
+        "--pipelines-dir", default=default(None), help="where dlt keeps the pipeline's working state"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", default=default(False), help="log every request and dlt's progress"
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--demo", action="store_true", help="load simulated data into a local DuckDB file")
-    parser.add_argument(
-        "--destination",
-        default=None,
-        help="dlt destination: duckdb (default), bigquery, snowflake, postgres, motherduck",
-    )
-    parser.add_argument("--pipeline-name", default=None, help=f"default {DEFAULT_PIPELINE_NAME}")
-    parser.add_argument("--dataset-name", default=DEFAULT_DATASET, help=f"default {DEFAULT_DATASET}")
-    parser.add_argument("--pipelines-dir", default=None, help="where dlt keeps the pipeline's working state")
+    add_pipeline_options(parser)
     parser.add_argument(
         "--demo-conversations", type=int, default=3000, help="conversations the demo simulator generates"
     )
@@ -103,7 +126,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="after the load, build and test the dbt project (dbt/) in the same destination",
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request and dlt's progress")
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    for name, command in COMMANDS.items():
+        subparser = commands.add_parser(name, help=command.HELP, description=command.HELP)
+        add_pipeline_options(subparser, suppress=True)
+        command.add_arguments(subparser)
     return parser.parse_args(argv)
 
 
@@ -129,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dataset_name,
             args.pipelines_dir,
         )
+        if args.command is not None:
+            exit_code: int = COMMANDS[args.command].run(args, pipeline)
+            return exit_code
         with loading_without_pandas():
             summary = run_load(pipeline, polyai_source)
         print(summary.render())

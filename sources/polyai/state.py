@@ -246,3 +246,13 @@ def legacy_project_id(source_state: Mapping[str, Any]) -> str | None:
     """The project whose turns an earlier version loaded without `project_id`, if any."""
     value = source_state.get(LEGACY_PROJECT_ID)
     return None if value is None else str(value)
+
+
+# What `reset` forgets: where reading stands. The label and the last run's report stay.
+PROGRESS_KEYS: Final = (CURSOR, PENDING, REPULL_MISSES)
+
+
+def forget_progress(project_state: MutableMapping[str, Any]) -> None:
+    """The project's next run starts again at `start_date`, as if it had never run."""
+    for key in PROGRESS_KEYS:
+        project_state.pop(key, None)
