@@ -24,6 +24,7 @@ from sources.polyai import (
 )
 from sources.polyai.loading import current_run_progress
 from sources.polyai.operations import DestinationBusy, DestinationRefused, PipelineBusy, duckdb_lock_message
+from sources.polyai.reset import NothingToReset
 from sources.polyai.settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from sources.polyai.state import SourceState
 
@@ -370,6 +371,7 @@ def expected_error(error: BaseException) -> BaseException | None:
                 PolyAIAPIError,
                 InvalidResponseError,
                 PipelineBusy,
+                NothingToReset,
                 DestinationBusy,
                 DestinationRefused,
             ),

@@ -23,7 +23,7 @@ from .operations import (
     prune_working_folder,
     refuse_appending_destination,
 )
-from .state import SourceState
+from .state import LAST_RUN, PROJECTS, SourceState
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +40,9 @@ class RunProgress:
     # Of the last part, over the projects it loaded.
     caught_up: bool = True
     cursors: tuple[str | None, ...] = ()
+    # state key -> the stored last run of each project, when all of them failed and the part
+    # raised: nothing was loaded, so the failure is kept in the working folder's state alone.
+    gave_up: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.
@@ -134,7 +137,13 @@ def _load_parts_locked(
     abort_started_loads(pipeline)
     previous_cursors: tuple[str | None, ...] | None = None
     while True:
-        yield load(make_source())
+        try:
+            result = load(make_source())
+        except BaseException:
+            if progress.gave_up:
+                keep_failures_locally(pipeline, progress.gave_up)
+            raise
+        yield result
         # After the caller has read this part's packages (a summary counts their files).
         prune_working_folder(pipeline)
         if progress.caught_up:
@@ -146,6 +155,21 @@ def _load_parts_locked(
             raise RuntimeError(f"a backfill part did not move the cursor ({cursors})")
         previous_cursors = progress.cursors
         logger.info("backfill loaded up to %s; loading the next part", cursors)
+
+
+def keep_failures_locally(pipeline: dlt.Pipeline, last_runs: dict[str, dict[str, Any]]) -> None:
+    """Records in the local state why each project's run failed, for `status` to say so.
+
+    Only the last run's report changes (cursor and pending set stay), and nothing is loaded:
+    the next load commits it with its own state, or a restore from the destination drops it.
+    """
+    try:
+        with pipeline.managed_state() as state:
+            projects = state.setdefault("sources", {}).setdefault("polyai", {}).setdefault(PROJECTS, {})
+            for key, last_run in last_runs.items():
+                projects.setdefault(key, {})[LAST_RUN] = last_run
+    except Exception as error:  # the run's own error says what matters
+        logger.warning("could not record the failed run in the pipeline's state: %s", error)
 
 
 def warn_if_not_caught_up(states: Sequence[SourceState], max_conversations_per_load: int | None) -> None:

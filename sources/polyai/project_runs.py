@@ -96,6 +96,12 @@ class ProjectsReading:
         if self.several:
             for run in runs:
                 run_report.warn_project_failed(run.project.label, run.failure or Exception())
+        progress = current_run_progress()
+        for run in runs:
+            if run.failure is not None and progress is not None:
+                # The load is abandoned with its state: the failure is kept by the loop instead.
+                record_failure(run.state, run.client, run.failure, run.now)
+                progress.gave_up[run.project.state_key] = run.state.last_run.stored()
         first = next(run.failure for run in runs if run.failure is not None)
         raise first
 
