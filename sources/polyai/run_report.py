@@ -9,7 +9,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from .config import ConnectorSettings
@@ -133,3 +133,16 @@ def warn_of_clock_skew(skew: timedelta | None, settings: ConnectorSettings) -> N
 
 def sample(ids: Sequence[str]) -> str:
     return ", ".join(ids[:SAMPLE]) + (" ..." if len(ids) > SAMPLE else "")
+
+
+def warn_earlier_start_date(start_date: datetime, read_from: str) -> None:
+    logger.warning(
+        "start_date (%s) is now earlier than where this project's reading began (%s): runs read "
+        "on from the cursor and do not go back for the earlier range. To read it, run `python "
+        "pipelines/polyai_pipeline.py resync --from %s --to %s` (README, 'Operating it'), or "
+        "`reset --yes` to read everything again from start_date. This warning is not repeated.",
+        start_date.isoformat(),
+        read_from,
+        start_date.isoformat(),
+        read_from,
+    )

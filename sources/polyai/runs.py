@@ -26,6 +26,7 @@ from .planning import (
     next_misses,
     plan_run,
     record_status,
+    start_date_moved_earlier,
 )
 from .redaction import redact
 from .shaping.privacy import PrivacyRules, apply_privacy
@@ -56,6 +57,7 @@ def start_run(
         misses=state.repull_misses,
     )
     forget_expired(state.pending, plan, settings)
+    note_start_date(state, settings)
     # Every load reads the re-pulls and at least one main window, so each makes progress;
     # past max_conversations_per_load, the windows in flight are finished and the others
     # are left to the next load.
@@ -65,6 +67,16 @@ def start_run(
         limit=limit if limit is not None else settings.max_conversations_per_load,
     )
     return plan, queue
+
+
+def note_start_date(state: SourceState, settings: ConnectorSettings) -> None:
+    """Keeps where reading began; warns, once, when `start_date` is moved before it."""
+    read_from = parse_timestamp(state.read_from) if state.read_from else None
+    if start_date_moved_earlier(read_from, settings.start_date, state.cursor is not None):
+        run_report.warn_earlier_start_date(settings.start_date, state.read_from or "")
+    elif read_from is not None and state.cursor is not None:
+        return
+    state.read_from = isoformat_utc(settings.start_date)
 
 
 def forget_expired(pending: dict[str, str], plan: RunPlan, settings: ConnectorSettings) -> None:

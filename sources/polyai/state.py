@@ -24,6 +24,8 @@ PROJECTS: Final = "projects"
 LEGACY_PROJECT_ID: Final = "legacy_project_id"
 LEGACY_ACCOUNT_ID: Final = "legacy_account_id"
 LABEL: Final = "label"
+# The `start_date` the project's reading began at (ISO 8601 UTC).
+READ_FROM: Final = "read_from"
 PENDING: Final = "pending"
 LAST_RUN: Final = "last_run"
 # Per pending conversation, the runs whose re-pulls missed it (planning.next_misses).
@@ -187,6 +189,16 @@ class SourceState:
         self._state[CURSOR] = value
 
     @property
+    def read_from(self) -> str | None:
+        """The `start_date` the project's first run read from; None before it (or from earlier versions)."""
+        value = self._state.get(READ_FROM)
+        return None if value is None else str(value)
+
+    @read_from.setter
+    def read_from(self, value: str) -> None:
+        self._state[READ_FROM] = value
+
+    @property
     def repull_misses(self) -> dict[str, int]:
         return dict(self._state.get(REPULL_MISSES) or {})
 
@@ -249,7 +261,7 @@ def legacy_project_id(source_state: Mapping[str, Any]) -> str | None:
 
 
 # What `reset` forgets: where reading stands. The label and the last run's report stay.
-PROGRESS_KEYS: Final = (CURSOR, PENDING, REPULL_MISSES)
+PROGRESS_KEYS: Final = (CURSOR, PENDING, REPULL_MISSES, READ_FROM)
 
 
 def forget_progress(project_state: MutableMapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,18 @@ def test_reset_of_an_unknown_project_changes_nothing(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stdout + result.stderr
         assert "nothing to reset" in result.stderr and "Traceback" not in result.stderr
         assert only_project(status_json(tmp_path, env))["cursor"] == cursor
+
+
+def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_resync(tmp_path: Path) -> None:
+    with finished_traffic(seed=16, n_conversations=40, hours=6) as (simulator, base_url):
+        env = scheduled_env(simulator, base_url, tmp_path / "start.duckdb")
+        later_start = simulator.config.start + timedelta(hours=3)
+        first = run_cli(tmp_path, env={**env, "SOURCES__POLYAI__START_DATE": later_start.isoformat()})
+        assert first.returncode == 0, first.stderr
+        assert "start_date" not in first.stderr
+        earlier = run_cli(tmp_path, env=env)
+        assert earlier.returncode == 0, earlier.stderr
+        assert "earlier than where this project's reading began" in earlier.stderr
+        assert "resync --from" in earlier.stderr
+        again = run_cli(tmp_path, env=env)
+        assert again.returncode == 0 and "start_date" not in again.stderr

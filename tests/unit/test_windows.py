@@ -23,6 +23,7 @@ from sources.polyai.planning import (
     slice_span,
     split_expired,
     split_window,
+    start_date_moved_earlier,
     taper,
 )
 from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
@@ -353,3 +354,12 @@ def test_a_backfill_plan_ends_with_half_windows_for_the_connections() -> None:
     spans = [w.end - w.start for w in plan.main_windows]
     assert spans == [DAY / 2] * 6 + [DAY / 4] * 4
     assert plan.main_windows[-1].end == now
+
+
+def test_start_date_moved_earlier_only_counts_after_a_run_that_began_later() -> None:
+    began = datetime(2026, 1, 10, tzinfo=UTC)
+    assert start_date_moved_earlier(began, began - timedelta(days=1), has_cursor=True)
+    assert not start_date_moved_earlier(began, began, has_cursor=True)
+    assert not start_date_moved_earlier(began, began + timedelta(days=1), has_cursor=True)
+    assert not start_date_moved_earlier(None, began, has_cursor=True)
+    assert not start_date_moved_earlier(began, began - timedelta(days=1), has_cursor=False)
