@@ -223,6 +223,22 @@ def test_the_readme_commands_run_as_written_and_the_data_reads_as_arrow_and_pand
         assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
         assert "polyai_" in result.stdout, f"{command}: {result.stdout}"
 
+    # "Operating it": status, then reset and a run that reads everything again, nothing doubled.
+    settings = exported_settings(real_api_block())
+    (status_block,) = code_blocks("`status`: is it up to date?", "bash")
+    status = checkout.bash(settings + status_block)
+    assert status.returncode == 0, status.stderr
+    assert f"rows: {len(simulator.truth())} conversations" in status.stdout, status.stdout
+    assert ": ok" in status.stdout, status.stdout
+    (reset_block,) = code_blocks("`reset`: read everything again from `start_date`", "bash")
+    reset = checkout.bash(settings + reset_block)
+    assert reset.returncode == 0, reset.stderr
+    again_all = checkout.bash(real_api_block())
+    assert again_all.returncode == 0, again_all.stderr
+    assert f"loaded {len(simulator.truth())} conversation rows" in again_all.stdout
+    status = checkout.bash(settings + status_block)
+    assert f"rows: {len(simulator.truth())} conversations" in status.stdout, status.stdout
+
 
 def test_the_default_duckdb_gets_the_memory_limit_and_the_variable_replaces_it(checkout: Checkout) -> None:
     """The limit the command gives DuckDB, read back from a connection of the command's pipeline."""
