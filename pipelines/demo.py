@@ -12,6 +12,7 @@ import dlt
 import duckdb
 
 from pipelines.dbt_runner import run_dbt
+from pipelines.progress import dlt_progress, shown_progress
 from pipelines.runner import make_pipeline, run_load
 from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
 from sources.polyai import polyai_source
@@ -76,6 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
             dlt.destinations.duckdb(str(Path(DEMO_DATABASE).resolve())),
             args.dataset_name,
             args.pipelines_dir or str(Path(DEMO_PIPELINES_DIR).resolve()),
+            dlt_progress(args.verbose),
         )
         source = functools.partial(
             polyai_source,
@@ -86,7 +88,8 @@ def run_demo(args: argparse.Namespace) -> int:
             start_date=simulator.config.start.isoformat(),
             include_latency=True,
         )
-        summary = run_load(pipeline, source)
+        with shown_progress(args) as live:
+            summary = run_load(pipeline, source, live)
     print(summary.render())
     print(f"\nDuckDB file: {DEMO_DATABASE} (dataset {args.dataset_name})")
     show_examples(DEMO_DATABASE, args.dataset_name)

@@ -40,6 +40,7 @@ from pipelines import reset_command, status_command
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
 from pipelines.lean_imports import loading_without_pandas
+from pipelines.progress import add_progress_options, dlt_progress, shown_progress
 from pipelines.runner import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE_NAME,
@@ -108,7 +109,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser, *, suppress: bool = Fa
         "--pipelines-dir", default=default(None), help="where dlt keeps the pipeline's working state"
     )
     parser.add_argument(
-        "--verbose", action="store_true", default=default(False), help="log every request and dlt's progress"
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log every API request (path, status, ms; never the key), each retry, and dlt's progress",
     )
 
 
@@ -126,6 +130,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="after the load, build and test the dbt project (dbt/) in the same destination",
     )
+    add_progress_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     for name, command in COMMANDS.items():
         subparser = commands.add_parser(name, help=command.HELP, description=command.HELP)
@@ -155,12 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.destination or "duckdb",
             args.dataset_name,
             args.pipelines_dir,
+            dlt_progress(args.verbose),
         )
         if args.command is not None:
             exit_code: int = COMMANDS[args.command].run(args, pipeline)
             return exit_code
-        with loading_without_pandas():
-            summary = run_load(pipeline, polyai_source)
+        with loading_without_pandas(), shown_progress(args) as live:
+            summary = run_load(pipeline, polyai_source, live)
         print(summary.render())
         if summary.failures:
             return report_failed_projects(summary.failures)

@@ -11,6 +11,8 @@ from typing import Any, cast
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime.collector import NULL_COLLECTOR
+from dlt.common.runtime.collector_base import Collector
 from dlt.common.storages import FileStorage
 from dlt.extract.source import DltSource
 from dlt.pipeline.trace import PipelineTrace
@@ -22,6 +24,7 @@ from sources.polyai import (
     ProjectsFailed,
     iter_load_parts,
 )
+from sources.polyai.live import LiveCounters
 from sources.polyai.loading import current_run_progress
 from sources.polyai.operations import DestinationBusy, DestinationRefused, PipelineBusy, duckdb_lock_message
 from sources.polyai.reset import NothingToReset
@@ -52,13 +55,16 @@ def make_pipeline(
     destination: Any,
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
+    progress: Collector = NULL_COLLECTOR,
 ) -> dlt.Pipeline:
+    """`progress`: dlt's own progress of its steps (the CLI's --verbose logs it)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=with_duckdb_limits(destination),
         dataset_name=dataset_name,
         # dlt types pipelines_dir as str, though its default is None (dlt's own folder).
         pipelines_dir=cast(str, pipelines_dir),
+        progress=progress,
     )
 
 
@@ -184,11 +190,16 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def run_load(pipeline: dlt.Pipeline, make_source: Callable[[], DltSource]) -> RunSummary:
-    """Load until the cursor has caught up with now (sources.polyai.load_until_caught_up), summarized."""
+def run_load(
+    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], live: LiveCounters | None = None
+) -> RunSummary:
+    """Load until the cursor has caught up with now (sources.polyai.load_until_caught_up), summarized.
+
+    `live`: counters the source keeps up to date meanwhile, for a progress display (progress.py).
+    """
     summaries: list[RunSummary] = []
     try:
-        for load_info in iter_load_parts(pipeline, make_source, pipeline.run):
+        for load_info in iter_load_parts(pipeline, make_source, pipeline.run, live):
             # Summarized as each part is committed: the trace holds only the last run.
             summaries.append(summarize(pipeline, load_info))
     except ProjectsFailed:

@@ -128,7 +128,7 @@ def conversation_pages(reading: ProjectsReading) -> DltResource:
                 if all(run.failure for run in runs):
                     reading.give_up(runs)
                 continue
-            conversations = run.tally.take(item) if run.failure is None else []
+            conversations = run.take(item) if run.failure is None else []
             if conversations:
                 yield conversations
         allocators.extraction_done()

@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from . import run_report
-from .http.client import PolyAIClient
+from .http.client import Page, PolyAIClient
 from .http.concurrent_windows import FetchLimit, ProjectFetch
+from .live import LiveCounters
 from .loading import current_run_progress, warn_if_not_caught_up
 from .planning import RunPlan
 from .projects import ProjectSettings
@@ -37,10 +38,19 @@ class ProjectRun:
     # "now" of the run: the same for every project of one extraction.
     now: datetime
     failure: Exception | None = None
+    live: LiveCounters | None = None
 
     @property
     def client(self) -> PolyAIClient:
         return self.fetch.client
+
+    def take(self, page: Page) -> list[dict[str, Any]]:
+        """The page's conversations new to the run (PageTally.take), counted in the live figures."""
+        turns = self.tally.turns
+        conversations = self.tally.take(page)
+        if self.live is not None:
+            self.live.took(len(conversations), self.tally.turns - turns)
+        return conversations
 
 
 @dataclass
@@ -88,7 +98,11 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
-            runs.append(ProjectRun(project, state, plan, ProjectFetch(client, queue, decoder), tally, now))
+            fetch = ProjectFetch(client, queue, decoder)
+            live = progress.live if progress is not None else None
+            if live is not None:
+                live.start_part(project.state_key, client, plan.main_windows, queue)
+            runs.append(ProjectRun(project, state, plan, fetch, tally, now, live=live))
         return runs
 
     def give_up(self, runs: Sequence[ProjectRun]) -> None:

@@ -13,14 +13,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "pipelines" / "polyai_pipeline.py"
 
 
-def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli_environment(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without its settings, with `env` and a data folder in `cwd`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
     environment.update(env or {})
     environment["DLT_DATA_DIR"] = str(cwd / "dlt_data")
+    return environment
+
+
+def cli_command(cwd: Path, *args: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--pipelines-dir", str(cwd / "pipelines"), *args]
+
+
+def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--pipelines-dir", str(cwd / "pipelines"), *args],
+        cli_command(cwd, *args),
         cwd=cwd,
-        env=environment,
+        env=cli_environment(cwd, env),
         capture_output=True,
         text=True,
         timeout=300,

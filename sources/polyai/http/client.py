@@ -144,6 +144,11 @@ class PolyAIClient:
         # What the run's destination keeps; set by the source once it knows the destination.
         self.text_repair = TextRepair()
 
+    @property
+    def retries(self) -> int:
+        """Attempts of this client's requests that were retries (transport's retry budget)."""
+        return self.transport.retry_budget.used
+
     def base_params(self) -> dict[str, Any]:
         settings = self.settings
         params: dict[str, Any] = {"client_env": settings.client_env, "limit": settings.limit}

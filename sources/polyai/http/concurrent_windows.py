@@ -80,6 +80,7 @@ class WindowQueue:
         self._limit = limit if isinstance(limit, FetchLimit) else FetchLimit(limit)
         self._lock = threading.Lock()
         self.handed_out = 0
+        self._finished: set[Window] = set()
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -95,6 +96,15 @@ class WindowQueue:
                 return None
             self.handed_out += 1
             return self._windows[position]
+
+    def done(self, window: Window) -> None:
+        """Every page of `window` has been fetched and taken (for the run's live figures)."""
+        with self._lock:
+            self._finished.add(window)
+
+    def finished(self) -> frozenset[Window]:
+        with self._lock:
+            return frozenset(self._finished)
 
 
 # What a project's API can answer that ends that project's run but not the others':
@@ -145,6 +155,15 @@ class RunQueue:
     def fail(self, index: int) -> None:
         with self._lock:
             self._failed.add(index)
+
+
+@dataclass
+class _WindowDone:
+    """A worker put every page of `window` on the queue: once the caller has taken them, the
+    window counts as read (WindowQueue.done, for the run's live figures)."""
+
+    project: int
+    window: Window
 
 
 class _Stopped(Exception):
@@ -215,6 +234,9 @@ def iter_projects_concurrently(runs: RunQueue, concurrency: int) -> Iterator[Pag
                 raise item
             elif isinstance(item, ProjectFailed):
                 yield item
+            elif isinstance(item, _WindowDone):
+                # The caller has taken the window's pages: it resumed this generator for more.
+                runs.projects[item.project].windows.done(item.window)
             else:
                 typed, body_bytes = is_typed(item.conversations), item.body_bytes
                 yield from in_slices(item, len(item.conversations) if typed else PAGE_SLICE)
@@ -268,3 +290,4 @@ def fetch_window(
         del page
         if stop.is_set():
             return
+    pages.put(_WindowDone(index, window))

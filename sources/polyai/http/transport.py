@@ -8,12 +8,15 @@ is shared by every thread of a run.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import requests
 from dlt.sources.helpers.requests.session import Session
 from requests import Response
 from requests.adapters import HTTPAdapter
@@ -27,6 +30,8 @@ from tenacity import (
 )
 
 from .retries import CONNECT_ATTEMPTS, RequestPacer, RetryBudget, cannot_connect, is_retried, retry_after
+
+logger = logging.getLogger(__name__)
 
 
 class BodyBudget(Protocol):
@@ -205,10 +210,18 @@ class Transport:
         return retrying(self._attempt, url, params, body_budget)
 
     def _attempt(self, url: str, params: dict[str, Any], body_budget: BodyBudget | None) -> Fetched:
-        response = self.session.get(url, params=params, stream=True)
-        # Every attempt, retries included, so that the pacer sees each 429.
-        self.pacer.observe(response.status_code)
-        return read_within_budget(response, body_budget)
+        started = time.monotonic()
+        response: Response | None = None
+        try:
+            response = self.session.get(url, params=params, stream=True)
+            # Every attempt, retries included, so that the pacer sees each 429.
+            self.pacer.observe(response.status_code)
+            fetched = read_within_budget(response, body_budget)
+        except BaseException as error:
+            log_attempt(url, params, response, started, error)
+            raise
+        log_attempt(url, params, response, started)
+        return fetched
 
     def _make_retrying(self, policy: RetryPolicy) -> Retrying:
         limits = stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_request_seconds)
@@ -231,6 +244,31 @@ class Transport:
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         release_dropped_response(retry_state)
         self.retry_budget.spend(retry_state.attempt_number, _problem(retry_state))
+
+
+def log_attempt(
+    url: str,
+    params: dict[str, Any],
+    response: Response | None,
+    started: float,
+    error: BaseException | None = None,
+) -> None:
+    """One line per attempt (the CLI's --verbose): path and query as sent, status, time.
+
+    Never the headers: they carry the key.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    sent = response.request if response is not None else requests.Request("GET", url, params=params).prepare()
+    # Until the headers came (requests' own measure): a body may then wait for the decode budget.
+    seconds = response.elapsed.total_seconds() if response is not None else time.monotonic() - started
+    took = f"{seconds * 1000:.0f} ms"
+    answer = f"{response.status_code} in {took}" if response is not None else f"no answer after {took}"
+    if error is not None:
+        answer += f", failed: {type(error).__name__}: {error}"
+    elif response is not None:
+        answer += f", {len(response.content)} bytes"
+    logger.info("GET %s: %s", sent.path_url, answer)
 
 
 def _problem(retry_state: RetryCallState) -> object:
