@@ -14,6 +14,7 @@ from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 from dlt.extract.source import DltSource
 
+from .live import LiveCounters
 from .operations import (
     PipelineBusy,
     abort_started_loads,
@@ -43,6 +44,8 @@ class RunProgress:
     # state key -> the stored last run of each project, when all of them failed and the part
     # raised: nothing was loaded, so the failure is kept in the working folder's state alone.
     gave_up: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The run's figures while it goes, over all its parts (live.py), for a progress display.
+    live: LiveCounters = field(default_factory=LiveCounters)
 
 
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.
@@ -107,14 +110,19 @@ def load_until_caught_up(
 
 
 def iter_load_parts(
-    pipeline: dlt.Pipeline, make_source: Callable[[], DltSource], load: Callable[[DltSource], T]
+    pipeline: dlt.Pipeline,
+    make_source: Callable[[], DltSource],
+    load: Callable[[DltSource], T],
+    live: LiveCounters | None = None,
 ) -> Iterator[T]:
     """load_until_caught_up, one part at a time, for callers that report each part.
+
+    `live`: counters the source keeps up to date while it runs (a caller's progress display).
 
     Raises ProjectsFailed after the last part if a project failed (the others are committed).
     """
     refuse_appending_destination(pipeline)
-    progress = RunProgress()
+    progress = RunProgress() if live is None else RunProgress(live=live)
     token = _RUN_PROGRESS.set(progress)
     try:
         with pipeline_lock(pipeline):
