@@ -129,7 +129,7 @@ def test_reset_of_an_unknown_project_changes_nothing(tmp_path: Path) -> None:
         assert only_project(status_json(tmp_path, env))["cursor"] == cursor
 
 
-def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_resync(tmp_path: Path) -> None:
+def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_reset(tmp_path: Path) -> None:
     with finished_traffic(seed=16, n_conversations=40, hours=6) as (simulator, base_url):
         env = scheduled_env(simulator, base_url, tmp_path / "start.duckdb")
         later_start = simulator.config.start + timedelta(hours=3)
@@ -139,6 +139,6 @@ def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_resync(t
         earlier = run_cli(tmp_path, env=env)
         assert earlier.returncode == 0, earlier.stderr
         assert "earlier than where this project's reading began" in earlier.stderr
-        assert "resync --from" in earlier.stderr
+        assert "reset --yes" in earlier.stderr
         again = run_cli(tmp_path, env=env)
         assert again.returncode == 0 and "start_date" not in again.stderr
