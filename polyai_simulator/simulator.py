@@ -73,9 +73,12 @@ class Simulator:
             [entry.visible_us for entry in self.conversations] + [e.ends_us for e in self.conversations]
         )
         self._cache: dict[tuple[str, ViewOptions], bytes] = {}
-        self._selections: dict[tuple[Query, int, bool], _Selection] = {}
+        self._selections: dict[tuple[Query, int, bool, int], _Selection] = {}
         self._lock = threading.Lock()
         self._repeats = PageRepeats()
+        # Conversations the API no longer serves (withdraw): PolyAI deletes them after the
+        # contract's retention period.
+        self.withdrawn: frozenset[str] = frozenset()
 
     # --- time and statistics ---------------------------------------------------------------
 
@@ -164,6 +167,12 @@ class Simulator:
         selection = self.select(Query(client_env=client_env), now)
         return [deserialize(self.view_bytes(entry, now, options)) for entry in selection]
 
+    def withdraw(self, conversation_ids: Sequence[str]) -> None:
+        """The API stops serving these conversations, as PolyAI does past its retention period."""
+        with self._lock:
+            self.withdrawn = self.withdrawn | frozenset(conversation_ids)
+            self._selections.clear()
+
     # --- result sets and pages -------------------------------------------------------------
 
     def select(self, query: Query, now: datetime, by_id: bool = False) -> Sequence[Entry]:
@@ -171,7 +180,8 @@ class Simulator:
         return self._selection(query, to_us(now), by_id).entries
 
     def _selection(self, query: Query, now_us: int, by_id: bool) -> _Selection:
-        key = (query, bisect.bisect_right(self._events, now_us), by_id)
+        # The withdrawn set only grows: its size tells its versions apart.
+        key = (query, bisect.bisect_right(self._events, now_us), by_id, len(self.withdrawn))
         with self._lock:
             cached = self._selections.get(key)
         if cached is not None:
@@ -185,6 +195,8 @@ class Simulator:
                 replace(entry, started_us=entry.started_us + shift_us, echo_of=entry.started_us)
                 for entry in self._filtered(query, now_us, echoes)
             ]
+        if self.withdrawn:
+            selected = [entry for entry in selected if entry.id not in self.withdrawn]
         if by_id:
             selected.sort(key=lambda entry: entry.id)
         selection = _Selection(tuple(selected), tuple(entry.id for entry in selected))
