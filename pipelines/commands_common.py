@@ -10,10 +10,14 @@ from sources.polyai.config import PolyAISourceConfiguration
 from sources.polyai.projects import ProjectSettings
 
 
+def configured_settings() -> PolyAISourceConfiguration:
+    """The settings of `sources.polyai`, resolved and checked as a run resolves them."""
+    return resolve_configuration(PolyAISourceConfiguration(), sections=("sources", "polyai"))
+
+
 def configured_projects(now: datetime | None = None) -> list[ProjectSettings]:
     """The projects of `sources.polyai` (the `projects` list, or the single project), checked."""
-    settings = resolve_configuration(PolyAISourceConfiguration(), sections=("sources", "polyai"))
-    return settings.project_settings(now=now or datetime.now(UTC))
+    return configured_settings().project_settings(now=now or datetime.now(UTC))
 
 
 def chosen_state_keys(projects: list[ProjectSettings], names: list[str] | None) -> list[str] | None:

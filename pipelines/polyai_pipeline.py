@@ -5,6 +5,8 @@ python pipelines/polyai_pipeline.py --demo          # no credentials, no network
 python pipelines/polyai_pipeline.py --run-dbt       # then build and test the dbt project in dbt/
 python pipelines/polyai_pipeline.py status [--json] # per project: cursor, lag, pending, last run
 python pipelines/polyai_pipeline.py reset --yes     # the next run starts again at start_date
+python pipelines/polyai_pipeline.py resync --from ISO --to ISO [--project P] [--dry-run]
+                                                    # read a started_at range again, replace it
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dlt.common.exceptions import SignalReceivedException
 from dlt.load.exceptions import LoadClientJobFailed
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines import reset_command, status_command
+from pipelines import reset_command, resync_command, status_command
 from pipelines.dbt_runner import DbtFailed, run_dbt
 from pipelines.demo import run_demo
 from pipelines.lean_imports import loading_without_pandas
@@ -55,7 +57,7 @@ from sources.polyai.redaction import install_log_redaction, redact, register_sec
 
 SECRET_SETTINGS = ("api_key", "pii_salt")
 # The subcommands, each a module with HELP, add_arguments(parser) and run(args, pipeline) -> exit code.
-COMMANDS: dict[str, Any] = {"status": status_command, "reset": reset_command}
+COMMANDS: dict[str, Any] = {"status": status_command, "reset": reset_command, "resync": resync_command}
 EXIT_FAILED = 1
 DISK_FULL_HINT = (
     "The disk is full (the destination's file, or dlt's working folder: --pipelines-dir, by "

@@ -67,6 +67,12 @@ def render_project(project: ProjectStatus) -> list[str]:
     rows = project.rows
     if rows.get("conversations") is not None:
         lines.append(f"  rows: {rows['conversations']} conversations, {rows['turns']} turns")
+    resync = project.resync
+    if resync and not resync.get("done"):
+        lines.append(
+            f"  resync [{resync['start']}, {resync['end']}) unfinished, read up to {resync['read_to']}: "
+            "run the same resync again to finish it"
+        )
     if project.verdict == "late":
         lines.append("  late: is the schedule running, did the last run fail? (README, 'Operating it')")
     return lines

@@ -11,6 +11,7 @@ changes the state); two transformers shape each page into the two tables.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,6 +29,8 @@ from .http.concurrent_windows import ProjectFailed, RunQueue, iter_projects_conc
 from .loading import ProjectsFailed, iter_load_parts, load_until_caught_up, prepare_active_pipeline
 from .operations import refuse_appending_destination
 from .project_runs import Clock, ProjectsReading
+from .resync import ResyncRange
+from .resync_reading import ResyncReading, load_resync, resync_projects
 from .settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from .shaping.records import (
     arrow_column_hints,
@@ -44,7 +47,9 @@ __all__ = [
     "InvalidResponseError",
     "PolyAIAPIError",
     "ProjectsFailed",
+    "ResyncRange",
     "iter_load_parts",
+    "load_resync",
     "load_until_caught_up",
     "polyai_source",
 ]
@@ -86,6 +91,7 @@ def polyai_source(
     *,
     settings: PolyAISourceConfiguration = dlt.config.value,
     clock: Clock | None = None,
+    resync: ResyncRange | None = None,
     **_by_name: Any,
 ) -> Sequence[DltResource]:
     """The PolyAI source. Settings come from dlt config/secrets, section `sources.polyai`.
@@ -98,14 +104,20 @@ def polyai_source(
     the same tables, each with its own state; one that fails does not stop the others.
     A backfill longer than `max_conversations_per_load` reads only its first part per load:
     `load_until_caught_up(pipeline)` loads part after part; a plain `pipeline.run` warns.
+    `resync` reads that `started_at` range again instead of a run (its projects only, in
+    parts, the cursor left where it is): `load_resync(pipeline, resync)` loads it.
     """
     clock = clock or utc_now
-    projects = settings.project_settings(now=clock())
+    now = clock()
+    projects = settings.project_settings(now=now)
+    if resync is not None:
+        projects = resync_projects(projects, resync, now)
     privacy = settings.privacy_rules()
     prepare_active_pipeline()
     conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES)
     turn_output = TableOutput("turns", TURN_COLUMN_TYPES)
-    reading = ProjectsReading(
+    reading_type = ProjectsReading if resync is None else functools.partial(ResyncReading, resync=resync)
+    reading = reading_type(
         projects, legacy_owner(settings, projects), privacy, clock, (conversation_output, turn_output)
     )
     pages = conversation_pages(reading)

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import run_report
 from .http.client import Page, PolyAIClient
-from .http.concurrent_windows import FetchLimit, ProjectFetch
+from .http.concurrent_windows import FetchLimit, ProjectFetch, WindowQueue
 from .live import LiveCounters
 from .loading import current_run_progress, warn_if_not_caught_up
 from .planning import RunPlan
@@ -93,7 +93,7 @@ class ProjectsReading:
         for project in projects:
             state = SourceState(states[project.state_key])
             with run_report.about(project.label if self.several else None):
-                plan, queue = start_run(state, project.connector, now, limit)
+                plan, queue = self.plan(state, project, now, limit)
             client = PolyAIClient(project.connector)
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
@@ -105,6 +105,27 @@ class ProjectsReading:
             runs.append(ProjectRun(project, state, plan, fetch, tally, now, live=live))
         return runs
 
+    # What a resync (resync_reading.ResyncReading) reads and keeps instead of a run: its plan,
+    # how it closes, what a failure changes, and where the loaded projects stand.
+    def plan(
+        self, state: SourceState, project: ProjectSettings, now: datetime, limit: FetchLimit
+    ) -> tuple[RunPlan, WindowQueue]:
+        return start_run(state, project.connector, now, limit)
+
+    def close(self, run: ProjectRun) -> None:
+        close_run(run.state, run.plan, run.fetch.windows, run.client, run.tally, run.now)
+
+    def record_failure(self, run: ProjectRun) -> None:
+        record_failure(run.state, run.client, run.failure or Exception(), run.now)
+
+    def where_loaded_stand(self, loaded: Sequence[ProjectRun]) -> tuple[bool, tuple[str | None, ...]]:
+        """Whether the loaded projects caught up, and where each stands (each part moves one)."""
+        return all(run.state.last_run.caught_up for run in loaded), tuple(run.state.cursor for run in loaded)
+
+    def warn_if_behind(self, loaded: Sequence[ProjectRun]) -> None:
+        limit = self.projects[0].connector.max_conversations_per_load
+        warn_if_not_caught_up([run.state for run in loaded], limit)
+
     def give_up(self, runs: Sequence[ProjectRun]) -> None:
         """Every project failed: the run fails with the first error, and nothing changes."""
         if self.several:
@@ -114,7 +135,7 @@ class ProjectsReading:
         for run in runs:
             if run.failure is not None and progress is not None:
                 # The load is abandoned with its state: the failure is kept by the loop instead.
-                record_failure(run.state, run.client, run.failure, run.now)
+                self.record_failure(run)
                 progress.gave_up[run.project.state_key] = run.state.last_run.stored()
         first = next(run.failure for run in runs if run.failure is not None)
         raise first
@@ -125,17 +146,15 @@ class ProjectsReading:
         for run in runs:
             run.state.label = run.project.label
             if run.failure is not None:
-                record_failure(run.state, run.client, run.failure, run.now)
+                self.record_failure(run)
                 run_report.warn_project_failed(run.project.label, run.failure)
                 if progress is not None:
                     progress.failures[run.project.state_key] = failure_report(run.failure)
                 continue
             with run_report.about(run.project.label if self.several else None):
-                close_run(run.state, run.plan, run.fetch.windows, run.client, run.tally, run.now)
+                self.close(run)
         loaded = [run for run in runs if run.failure is None]
         if progress is not None:
             progress.labels.update({run.project.state_key: run.project.label for run in runs})
-            progress.caught_up = all(run.state.last_run.caught_up for run in loaded)
-            progress.cursors = tuple(run.state.cursor for run in loaded)
-        limit = self.projects[0].connector.max_conversations_per_load
-        warn_if_not_caught_up([run.state for run in loaded], limit)
+            progress.caught_up, progress.cursors = self.where_loaded_stand(loaded)
+        self.warn_if_behind(loaded)

@@ -30,6 +30,8 @@ PENDING: Final = "pending"
 LAST_RUN: Final = "last_run"
 # Per pending conversation, the runs whose re-pulls missed it (planning.next_misses).
 REPULL_MISSES: Final = "repull_misses"
+# A resync of a `started_at` range: how far it has read (resync.ResyncProgress), kept once done.
+RESYNC: Final = "resync"
 # The columns of the stored pending set (encode_pending).
 PENDING_IDS: Final = "ids"
 PENDING_FIRST: Final = "first_started_at_us"
@@ -217,6 +219,15 @@ class SourceState:
     def last_run(self, value: LastRun) -> None:
         self._state[LAST_RUN] = value.stored()
 
+    @property
+    def resync(self) -> dict[str, Any] | None:
+        value = self._state.get(RESYNC)
+        return dict(value) if value else None
+
+    @resync.setter
+    def resync(self, value: Mapping[str, Any]) -> None:
+        self._state[RESYNC] = dict(value)
+
     def save_pending(self) -> None:
         self._state[PENDING] = encode_pending(self.pending)
 
@@ -261,7 +272,7 @@ def legacy_project_id(source_state: Mapping[str, Any]) -> str | None:
 
 
 # What `reset` forgets: where reading stands. The label and the last run's report stay.
-PROGRESS_KEYS: Final = (CURSOR, PENDING, REPULL_MISSES, READ_FROM)
+PROGRESS_KEYS: Final = (CURSOR, PENDING, REPULL_MISSES, READ_FROM, RESYNC)
 
 
 def forget_progress(project_state: MutableMapping[str, Any]) -> None:

@@ -62,6 +62,8 @@ class ProjectStatus:
     oldest_pending: str | None
     last_run: dict[str, Any]
     rows: dict[str, int | None] = field(default_factory=dict)
+    # The project's last resync as its state keeps it (resync.ResyncProgress), if any.
+    resync: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +105,7 @@ def project_status(
             table: None if rows is None else int(rows.get(table, {}).get(project_id, 0))
             for table in DATA_TABLES
         },
+        resync=state.resync,
     )
 
 

@@ -11,6 +11,7 @@ KILL_AT, one of:
   the staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row:
   committed in the destination, before dlt records it done).
 POLYAI_TEST_LOAD_OPTIONS: JSON of extra source options.
+POLYAI_TEST_RESYNC: JSON {"from": ISO, "to": ISO}: the run is a resync of that range.
 POLYAI_TEST_PLAIN_DLT=1: the run is dlt's own `dlt.pipeline(...).run(polyai_source())`, not
 the command's runner (for KILL_AT none and after_job:...).
 """
@@ -37,7 +38,7 @@ from dlt.common.storages.load_storage import LoadStorage  # noqa: E402
 from dlt.extract.storage import ExtractStorage  # noqa: E402
 
 from pipelines.runner import make_pipeline, run_load  # noqa: E402
-from sources.polyai import polyai_source  # noqa: E402
+from sources.polyai import ResyncRange, polyai_source  # noqa: E402
 from sources.polyai.http import client as client_module  # noqa: E402
 
 
@@ -145,6 +146,10 @@ def main(base_url: str, database: str, pipelines_dir: str, now_iso: str, kill_at
         concurrency=2,
         clock=lambda: now,
     )
+    resync = json.loads(os.environ.get("POLYAI_TEST_RESYNC", "null"))
+    if resync:
+        # One range for every part of this process's resync (one token).
+        source = functools.partial(source, resync=ResyncRange.parse(resync["from"], resync["to"]))
     if kill_at.startswith("random:"):
         # A kill at a moment the test drew, wherever the run is then (it may have finished).
         threading.Timer(float(kill_at.split(":")[1]), die).start()
