@@ -238,6 +238,11 @@ def test_the_readme_commands_run_as_written_and_the_data_reads_as_arrow_and_pand
     assert f"loaded {len(simulator.truth())} conversation rows" in again_all.stdout
     status = checkout.bash(settings + status_block)
     assert f"rows: {len(simulator.truth())} conversations" in status.stdout, status.stdout
+    # `resync`, its dry run then the resync itself, as written (a past range: it reads nothing here).
+    (resync_block,) = code_blocks("`resync`: read a `started_at` range again", "bash")
+    resync = checkout.bash(settings + resync_block)
+    assert resync.returncode == 0, resync.stderr
+    assert "nothing was written" in resync.stdout and ": done in 1 load(s)" in resync.stdout, resync.stdout
 
 
 def test_the_default_duckdb_gets_the_memory_limit_and_the_variable_replaces_it(checkout: Checkout) -> None:
