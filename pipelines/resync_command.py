@@ -13,6 +13,7 @@ import dlt
 
 from pipelines.commands_common import chosen_state_keys, configured_settings
 from pipelines.lean_imports import loading_without_pandas
+from pipelines.progress import shown_progress
 from sources.polyai import ProjectsFailed, ResyncRange, iter_load_parts, polyai_source
 from sources.polyai.operations import DestinationBusy, duckdb_lock_message
 from sources.polyai.redaction import redact
@@ -60,8 +61,9 @@ def run(args: argparse.Namespace, pipeline: dlt.Pipeline) -> int:
     failures: dict[str, dict[str, Any]] = {}
     labels = {project.state_key: project.label for project in projects if resync.selects(project.state_key)}
     try:
-        with loading_without_pandas():
-            for _ in iter_load_parts(pipeline, functools.partial(polyai_source, resync=resync), pipeline.run):
+        make_source = functools.partial(polyai_source, resync=resync)
+        with loading_without_pandas(), shown_progress(args) as live:
+            for _ in iter_load_parts(pipeline, make_source, pipeline.run, live):
                 pass
     except ProjectsFailed as failed:
         failures = dict(failed.failures)
@@ -140,8 +142,8 @@ def render_preview(preview: ProjectPreview) -> list[str]:
     ]
     if preview.turns_kept or preview.hidden_transcripts:
         lines.append(
-            f"  served without turns: {preview.hidden_transcripts} with a hidden transcript; "
-            f"{preview.turns_kept} of those served without turns keep their loaded turns"
+            f"  served without turns ({preview.hidden_transcripts} with a hidden transcript): the turns "
+            f"loaded for {preview.turns_kept} of them would be kept"
         )
     if preview.unfinished:
         lines.append(f"  {preview.unfinished}")
