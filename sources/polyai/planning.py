@@ -311,6 +311,6 @@ def first_sightings(conversations: list[Any], seen: set[str]) -> list[Any]:
 def start_date_moved_earlier(read_from: datetime | None, start_date: datetime, has_cursor: bool) -> bool:
     """Whether `start_date` was set earlier than where a project that has run began reading.
 
-    A run reads from its cursor on, so the earlier range is not read by itself (reset reads everything again).
+    A run reads from its cursor on, so the earlier range is not read by itself (resync reads it).
     """
     return has_cursor and read_from is not None and start_date < read_from

@@ -138,10 +138,12 @@ def sample(ids: Sequence[str]) -> str:
 def warn_earlier_start_date(start_date: datetime, read_from: str) -> None:
     logger.warning(
         "start_date (%s) is now earlier than where this project's reading began (%s): runs read "
-        "on from the cursor and do not go back for the earlier range. To read it, run `python "
-        "pipelines/polyai_pipeline.py reset --yes`, then the pipeline: it reads everything again "
-        "from start_date, replacing the rows already loaded (README, 'Operating it'). This "
-        "warning is not repeated.",
+        "on from the cursor and do not go back for the earlier range. To read that range alone, "
+        "run `python pipelines/polyai_pipeline.py resync --from %s --to %s`; or `reset --yes`, "
+        "then the pipeline, to read everything again from start_date, replacing the rows already "
+        "loaded (README, 'Operating it'). This warning is not repeated.",
+        start_date.isoformat(),
+        read_from,
         start_date.isoformat(),
         read_from,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -129,7 +130,9 @@ def test_reset_of_an_unknown_project_changes_nothing(tmp_path: Path) -> None:
         assert only_project(status_json(tmp_path, env))["cursor"] == cursor
 
 
-def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_reset(tmp_path: Path) -> None:
+def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_resync_and_reset(
+    tmp_path: Path,
+) -> None:
     with finished_traffic(seed=16, n_conversations=40, hours=6) as (simulator, base_url):
         env = scheduled_env(simulator, base_url, tmp_path / "start.duckdb")
         later_start = simulator.config.start + timedelta(hours=3)
@@ -142,3 +145,12 @@ def test_an_earlier_start_date_after_the_first_run_warns_once_and_names_reset(tm
         assert "reset --yes" in earlier.stderr
         again = run_cli(tmp_path, env=env)
         assert again.returncode == 0 and "start_date" not in again.stderr
+        # The resync it names reads the earlier range: every conversation is then loaded.
+        named = re.search(
+            r"`python pipelines/polyai_pipeline.py (resync --from \S+ --to \S+)`", earlier.stderr
+        )
+        assert named is not None, earlier.stderr
+        assert table_counts(tmp_path / "start.duckdb")[0] < len(simulator.truth())
+        resync = run_cli(tmp_path, *named.group(1).split(), env=env)
+        assert resync.returncode == 0, resync.stderr
+        assert table_counts(tmp_path / "start.duckdb")[0] == len(simulator.truth())
