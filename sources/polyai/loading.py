@@ -23,6 +23,7 @@ from .operations import (
     prune_working_folder,
     refuse_appending_destination,
 )
+from .run_history import new_run_id
 from .state import SourceState
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class RunProgress:
     # Of the last part, over the projects it loaded.
     caught_up: bool = True
     cursors: tuple[str | None, ...] = ()
+    # The run history's (`_polyai_runs`) run id, shared by the parts, and the part being loaded.
+    run_id: str = field(default_factory=new_run_id)
+    part: int = 0
 
 
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.
@@ -134,6 +138,7 @@ def _load_parts_locked(
     abort_started_loads(pipeline)
     previous_cursors: tuple[str | None, ...] | None = None
     while True:
+        progress.part += 1
         yield load(make_source())
         # After the caller has read this part's packages (a summary counts their files).
         prune_working_folder(pipeline)

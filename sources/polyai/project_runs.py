@@ -18,6 +18,7 @@ from .http.concurrent_windows import FetchLimit, ProjectFetch
 from .loading import current_run_progress, warn_if_not_caught_up
 from .planning import RunPlan
 from .projects import ProjectSettings
+from .run_history import ProjectHistory
 from .runs import PageTally, close_run, failure_report, record_failure, start_run
 from .shaping.privacy import PrivacyRules
 from .shaping.table_output import TableOutput, typed_page_decoder
@@ -36,6 +37,8 @@ class ProjectRun:
     tally: PageTally
     # "now" of the run: the same for every project of one extraction.
     now: datetime
+    # What the part's row of the run history (`_polyai_runs`) needs beyond the tally.
+    history: ProjectHistory
     failure: Exception | None = None
 
     @property
@@ -88,7 +91,8 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
-            runs.append(ProjectRun(project, state, plan, ProjectFetch(client, queue, decoder), tally, now))
+            fetch, history = ProjectFetch(client, queue, decoder), ProjectHistory.begin(state, plan)
+            runs.append(ProjectRun(project, state, plan, fetch, tally, now, history))
         return runs
 
     def give_up(self, runs: Sequence[ProjectRun]) -> None:
