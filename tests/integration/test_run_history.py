@@ -105,9 +105,45 @@ def check_parts(database: Path, parts: list[Part]) -> list[dict[str, Any]]:
     return all_rows
 
 
-def test_the_runs_table_adds_up_to_the_tables_over_parts_runs_and_a_failed_project(
-    tmp_path: Path, regions: Regions
-) -> None:
+@dataclass
+class Scenario:
+    """One pipeline over the two regions' projects, loading in parts of a few conversations."""
+
+    database: Path
+    pipeline: dlt.Pipeline
+    make_source: functools.partial[DltSource]
+    recorder: PartRecorder
+    regions: Regions
+    late: dict[str, int] = field(default_factory=dict)
+
+    def run(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """One run in parts, each part's rows checked; its rows and its failures."""
+        start = len(self.recorder.parts)
+        failures: dict[str, dict[str, Any]] = {}
+        try:
+            load_until_caught_up(self.pipeline, self.make_source, self.recorder)
+        except ProjectsFailed as failed:
+            failures = failed.failures
+        rows = check_parts(self.database, self.recorder.parts[start:])
+        self.late.update(check_runs_add_up(self.database, self.regions.simulators))
+        # One run id for the run, its parts numbered from 1, each with a row per project read.
+        assert len({row["run_id"] for row in rows}) == 1
+        assert sorted({row["part"] for row in rows}) == list(range(1, len(self.recorder.parts) - start + 1))
+        return rows, failures
+
+    def run_with_the_runner(self) -> None:
+        """The command's runner: its summary still counts the data tables alone."""
+        summary = run_load(self.pipeline, self.make_source)
+        now = self.regions.clock.now()
+        newest = [row for row in committed_runs(self.database) if row["ran_at"] == now]
+        assert summary.conversations > 0 and (summary.conversations, summary.turns) == (
+            sum(row["conversations"] for row in newest),
+            sum(row["turns"] for row in newest),
+        )
+        self.late.update(check_runs_add_up(self.database, self.regions.simulators))
+
+
+def scenario(tmp_path: Path, regions: Regions) -> Scenario:
     database = tmp_path / "runs.duckdb"
     pipeline = make_pipeline("test_runs", dlt.destinations.duckdb(str(database)), pipelines_dir=str(tmp_path))
     make_source = functools.partial(
@@ -123,68 +159,63 @@ def test_the_runs_table_adds_up_to_the_tables_over_parts_runs_and_a_failed_proje
         window_hours=0.5,
         concurrency=2,
     )
-    recorder = PartRecorder(pipeline, regions.simulators)
-    late: dict[str, int] = {}
+    return Scenario(database, pipeline, make_source, PartRecorder(pipeline, regions.simulators), regions)
 
-    def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        start = len(recorder.parts)
-        failures: dict[str, dict[str, Any]] = {}
-        try:
-            load_until_caught_up(pipeline, make_source, recorder)
-        except ProjectsFailed as failed:
-            failures = failed.failures
-        rows = check_parts(database, recorder.parts[start:])
-        late.update(check_runs_add_up(database, regions.simulators))
-        # One run id for the run, its parts numbered from 1, each with a row per project read.
-        assert len({row["run_id"] for row in rows}) == 1
-        assert sorted({row["part"] for row in rows}) == list(range(1, len(recorder.parts) - start + 1))
-        return rows, failures
 
-    backfill, failures = run()
-    assert not failures and max(row["part"] for row in backfill) >= 2, "the backfill should take parts"
-    assert {row["outcome"] for row in backfill if row["part"] == 1} == {"partial"}
-    last_part = [row for row in backfill if row["part"] == max(row["part"] for row in backfill)]
+def check_backfill(rows: list[dict[str, Any]]) -> None:
+    last = max(row["part"] for row in rows)
+    assert last >= 2, "the backfill should take parts"
+    assert {row["outcome"] for row in rows if row["part"] == 1} == {"partial"}
+    last_part = [row for row in rows if row["part"] == last]
     assert {row["outcome"] for row in last_part} == {"ok"} and len(last_part) == len(KEYS)
-    assert all(row["region"] == REGIONS[row["project_id"]] for row in backfill)
+    assert all(row["region"] == REGIONS[row["project_id"]] for row in rows)
 
-    # The EU key is refused for one run: its row says so, in the load of the US project's data.
-    regions.clock.advance(timedelta(hours=2))
-    regions.simulators["proj-eu"].config.api_key = "rotated-elsewhere"
-    eu_cursor = project_cursor(pipeline.state, "proj-eu")
-    refused, failures = run()
+
+def check_refused(
+    rows: list[dict[str, Any]], failures: dict[str, dict[str, Any]], eu_cursor: str | None
+) -> None:
+    """The EU project's one row says it failed and why, in the load of the US project's data."""
     assert list(failures) == ["projects[1] (proj-eu)"]
-    (eu,) = [row for row in refused if row["project_id"] == "proj-eu"]
+    (eu,) = [row for row in rows if row["project_id"] == "proj-eu"]
     assert eu["outcome"] == "failed" and eu["status"] == failures["projects[1] (proj-eu)"]["status"]
     assert eu["status"] in (401, 403) and str(eu["status"]) in eu["error_message"]
     assert eu["part"] == 1 and eu["conversations"] == eu["conversations_new"] == 0
     assert eu["cursor_before"] == eu["cursor_after"] == datetime.fromisoformat(str(eu_cursor))
-    us_first = next(row for row in refused if row["project_id"] == "proj-us" and row["part"] == 1)
+    us_first = next(row for row in rows if row["project_id"] == "proj-us" and row["part"] == 1)
     assert us_first["_dlt_load_id"] == eu["_dlt_load_id"] and us_first["conversations_new"] > 0
+
+
+def test_the_runs_table_adds_up_to_the_tables_over_parts_runs_and_a_failed_project(
+    tmp_path: Path, regions: Regions
+) -> None:
+    runs = scenario(tmp_path, regions)
+    backfill, failures = runs.run()
+    assert not failures
+    check_backfill(backfill)
+
+    # The EU key is refused for one run.
+    regions.clock.advance(timedelta(hours=2))
+    regions.simulators["proj-eu"].config.api_key = "rotated-elsewhere"
+    eu_cursor = project_cursor(dict(runs.pipeline.state), "proj-eu")
+    check_refused(*runs.run(), eu_cursor)
 
     # Restored: the EU project catches up over parts of its own; then everything finishes.
     regions.simulators["proj-eu"].config.api_key = KEYS["proj-eu"]
     regions.clock.advance(timedelta(hours=2))
-    caught_up, failures = run()
+    caught_up, failures = runs.run()
     assert not failures and sum(row["project_id"] == "proj-eu" for row in caught_up) >= 2
-    # The command's runner still counts the data tables alone in its summary.
     regions.clock.advance(timedelta(minutes=30))
-    summary = run_load(pipeline, make_source)
-    newest = [row for row in committed_runs(database) if row["ran_at"] == regions.clock.now()]
-    assert summary.conversations > 0 and (summary.conversations, summary.turns) == (
-        sum(row["conversations"] for row in newest),
-        sum(row["turns"] for row in newest),
-    )
-    late.update(check_runs_add_up(database, regions.simulators))
-
+    runs.run_with_the_runner()
     regions.clock.advance(timedelta(hours=8))
-    finished, failures = run()
+    finished, failures = runs.run()
     assert not failures and all(row["pending_after"] == 0 for row in finished if row["part"] == 1)
-    assert sum(late.values()) > 0, "no late arrival: the identity's second term is not exercised"
-    every = committed_runs(database)
+
+    assert sum(runs.late.values()) > 0, "no late arrival: the identity's second term is not exercised"
+    every = committed_runs(runs.database)
     # The re-pull and finished counts were checked against something, not only against zeros.
     assert sum(row["repulled"] for row in every) > 0 and sum(row["finished_since_last"] for row in every) > 0
-    assert not uncommitted_runs(database)
+    assert not uncommitted_runs(runs.database)
     # Readable through dlt like the other tables; no key anywhere in the file.
-    assert len(pipeline.dataset()[RUNS_TABLE].fetchall()) == len(committed_runs(database))
+    assert len(runs.pipeline.dataset()[RUNS_TABLE].fetchall()) == len(every)
     for key in KEYS.values():
-        assert key.encode() not in database.read_bytes()
+        assert key.encode() not in runs.database.read_bytes()
