@@ -7,7 +7,7 @@
 {% macro check_source_tables() %}
     {%- if execute and var('polyai_introspect_sources', true) -%}
         {%- set missing = [] -%}
-        {%- for table in ['conversations', 'turns'] -%}
+        {%- for table in ['conversations', 'turns', '_polyai_runs', '_dlt_loads'] -%}
             {%- set declared = source('polyai', table) -%}
             {%- set found = adapter.get_relation(
                 database=declared.database, schema=declared.schema, identifier=declared.identifier

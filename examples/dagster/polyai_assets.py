@@ -84,7 +84,8 @@ def project_pipeline(project_id: str) -> dlt_library.Pipeline:
 
 
 def asset_naming_source() -> DltSource:
-    """A source that only names the assets (dlt_polyai_conversations, dlt_polyai_turns).
+    """A source that only names the assets (dlt_polyai_conversations, dlt_polyai_turns, and
+    dlt_polyai__polyai_runs for the run history).
 
     dagster-dlt reads the resource names when the code location loads, which may happen where no
     PolyAI secret is set (dagster dev, a UI-only deployment): placeholders keep loading free of

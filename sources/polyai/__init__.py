@@ -4,9 +4,11 @@ Tables:
 - `conversations`: one row per conversation `id`, merged.
 - `turns`: one row per (`conversation_id`, `turn_index`), merged; a conversation that is
   loaded again replaces all of its turns.
+- `_polyai_runs`: one row per load part and project, the run history (run_history.py).
 
 One resource reads the pages (it is the only one that talks to the API and the only one that
-changes the state); two transformers shape each page into the two tables.
+changes the state); two transformers shape each page into the two tables, and a third turns
+the resource's last item, once the state has moved, into the run history's rows.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from .destinations import DestinationFit
 from .dlt_notices import json_hint_notice_dropped
 from .http.client import InvalidResponseError, PolyAIAPIError
 from .http.concurrent_windows import ProjectFailed, RunQueue, iter_projects_concurrently
-from .loading import ProjectsFailed, iter_load_parts, load_until_caught_up, prepare_active_pipeline
+from .loading import (
+    ProjectsFailed,
+    current_run_progress,
+    iter_load_parts,
+    load_until_caught_up,
+    prepare_active_pipeline,
+)
 from .operations import refuse_appending_destination
 from .project_runs import Clock, ProjectsReading
 from .resync import ResyncRange
 from .resync_reading import ResyncReading, load_resync, resync_projects
+from .run_history import RunEnd, part_rows, polyai_runs
 from .settings import CONVERSATION_COLUMN_TYPES, TURN_COLUMN_TYPES
 from .shaping.records import (
     arrow_column_hints,
@@ -121,15 +130,20 @@ def polyai_source(
         projects, legacy_owner(settings, projects), privacy, clock, (conversation_output, turn_output)
     )
     pages = conversation_pages(reading)
-    return (pages | conversations(output=conversation_output), pages | turns(output=turn_output))
+    return (
+        pages | conversations(output=conversation_output),
+        pages | turns(output=turn_output),
+        pages | polyai_runs(),
+    )
 
 
 def conversation_pages(reading: ProjectsReading) -> DltResource:
     """Pages of conversations, normalized to v3, for the run's windows; keeps cursor and pending set."""
 
     @dlt.resource(name="conversation_pages", selected=False)
-    def read_pages() -> Iterator[list[dict[str, Any]]]:
-        """Each conversation once per run, page by page; the state moves once every page is read."""
+    def read_pages() -> Iterator[list[dict[str, Any]] | RunEnd]:
+        """Each conversation once per run, page by page; the state moves once every page is read,
+        and the part's rows of the run history (RunEnd) come last."""
         refuse_appending_destination(dlt.current.pipeline())
         runs = reading.start(dlt.current.source_state())
         queue = RunQueue([run.fetch for run in runs])
@@ -145,6 +159,7 @@ def conversation_pages(reading: ProjectsReading) -> DltResource:
                 yield conversations
         allocators.extraction_done()
         reading.finish(runs)
+        yield part_rows(runs, current_run_progress(), reading.history_columns)
 
     return read_pages
 
@@ -155,8 +170,10 @@ def conversation_pages(reading: ProjectsReading) -> DltResource:
     write_disposition=transformer_disposition(CONVERSATIONS_MERGE),
     columns=arrow_column_hints(CONVERSATION_COLUMN_TYPES, keys=CONVERSATION_KEY),
 )
-def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
+def conversations(page: list[dict[str, Any]] | RunEnd, output: TableOutput) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
+    if isinstance(page, RunEnd):
+        return
     table, new_columns = conversations_table(page, output.current())
     with json_hint_notice_dropped():
         yield output.hand_over(table, new_columns)
@@ -169,8 +186,10 @@ def conversations(page: list[dict[str, Any]], output: TableOutput) -> Iterator[A
     # The destination scope replaces the merge key that earlier versions stored.
     columns=without_merge_key(arrow_column_hints(TURN_COLUMN_TYPES, keys=TURN_KEY), "conversation_id"),
 )
-def turns(page: list[dict[str, Any]], output: TableOutput) -> Iterator[Any]:
+def turns(page: list[dict[str, Any]] | RunEnd, output: TableOutput) -> Iterator[Any]:
     """One row per turn; a conversation loaded again replaces all of its earlier turns."""
+    if isinstance(page, RunEnd):
+        return
     table, new_columns = turns_table(page, output.current())
     if table.num_rows:
         with json_hint_notice_dropped():

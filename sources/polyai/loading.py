@@ -24,6 +24,7 @@ from .operations import (
     prune_working_folder,
     refuse_appending_destination,
 )
+from .run_history import new_run_id
 from .state import LAST_RUN, PROJECTS, SourceState
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class RunProgress:
     gave_up: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The run's figures while it goes, over all its parts (live.py), for a progress display.
     live: LiveCounters = field(default_factory=LiveCounters)
+    # The run history's (`_polyai_runs`) run id, shared by the parts, and the part being loaded.
+    run_id: str = field(default_factory=new_run_id)
+    part: int = 0
 
 
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.
@@ -145,6 +149,7 @@ def _load_parts_locked(
     abort_started_loads(pipeline)
     previous_cursors: tuple[str | None, ...] | None = None
     while True:
+        progress.part += 1
         try:
             result = load(make_source())
         except BaseException:

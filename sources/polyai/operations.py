@@ -16,6 +16,8 @@ import dlt
 from dlt.common.storages import FileStorage, LoadStorage, NormalizeStorage, PackageStorage
 from filelock import FileLock, Timeout
 
+from .run_history import forget_rows_of_loads
+
 logger = logging.getLogger(__name__)
 
 # Loaded packages kept in `load/loaded/` after a good load: dlt's `dlt pipeline ... load-package`
@@ -189,7 +191,8 @@ def abort_started_loads(pipeline: dlt.Pipeline) -> list[str]:
     resumed, and the merges (told that the source sends each row once) would insert those rows
     twice. An aborted package leaves the pipeline's state where it was before that package, so
     this run reads the same range again into a fresh package: it costs the reading of one part,
-    and the merges replace whatever the aborted package had already merged. Packages whose load
+    and the merges replace whatever the aborted package had already merged; its rows of the run
+    history are deleted (the new package has its own). Packages whose load
     had not begun are finished as dlt does.
     """
     started = [
@@ -203,6 +206,7 @@ def abort_started_loads(pipeline: dlt.Pipeline) -> list[str]:
         ", ".join(started),
     )
     pipeline.abort_packages()
+    forget_rows_of_loads(pipeline, started)
     return started
 
 

@@ -19,6 +19,7 @@ from .live import LiveCounters
 from .loading import current_run_progress, warn_if_not_caught_up
 from .planning import RunPlan
 from .projects import ProjectSettings
+from .run_history import ProjectHistory
 from .runs import PageTally, close_run, failure_report, record_failure, start_run
 from .shaping.privacy import PrivacyRules
 from .shaping.table_output import TableOutput, typed_page_decoder
@@ -37,6 +38,8 @@ class ProjectRun:
     tally: PageTally
     # "now" of the run: the same for every project of one extraction.
     now: datetime
+    # What the part's row of the run history (`_polyai_runs`) needs beyond the tally.
+    history: ProjectHistory
     failure: Exception | None = None
     live: LiveCounters | None = None
 
@@ -45,9 +48,11 @@ class ProjectRun:
         return self.fetch.client
 
     def take(self, page: Page) -> list[dict[str, Any]]:
-        """The page's conversations new to the run (PageTally.take), counted in the live figures."""
+        """The page's conversations new to the run (PageTally.take), counted for the live figures
+        and the run history."""
         turns = self.tally.turns
         conversations = self.tally.take(page)
+        self.history.took(page.window, conversations)
         if self.live is not None:
             self.live.took(len(conversations), self.tally.turns - turns)
         return conversations
@@ -98,11 +103,11 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
-            fetch = ProjectFetch(client, queue, decoder)
+            fetch, history = ProjectFetch(client, queue, decoder), ProjectHistory.begin(state, plan)
             live = progress.live if progress is not None else None
             if live is not None:
                 live.start_part(project.state_key, client, plan.main_windows, queue)
-            runs.append(ProjectRun(project, state, plan, fetch, tally, now, live=live))
+            runs.append(ProjectRun(project, state, plan, fetch, tally, now, history, live=live))
         return runs
 
     # What a resync (resync_reading.ResyncReading) reads and keeps instead of a run: its plan,
@@ -125,6 +130,10 @@ class ProjectsReading:
     def warn_if_behind(self, loaded: Sequence[ProjectRun]) -> None:
         limit = self.projects[0].connector.max_conversations_per_load
         warn_if_not_caught_up([run.state for run in loaded], limit)
+
+    def history_columns(self, run: ProjectRun) -> dict[str, Any]:
+        """What a run's row of `_polyai_runs` (run_history.project_row) takes as it is."""
+        return {"kind": "run"}
 
     def give_up(self, runs: Sequence[ProjectRun]) -> None:
         """Every project failed: the run fails with the first error, and nothing changes."""

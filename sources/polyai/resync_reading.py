@@ -24,6 +24,7 @@ from .planning import RunPlan
 from .project_runs import ProjectRun, ProjectsReading
 from .projects import ProjectSettings
 from .resync import ResyncProgress, ResyncRange, ResyncRangeError, read_after, resume, resync_windows
+from .run_history import failure_columns
 from .runs import failure_report
 from .shaping.records import parse_timestamp
 from .state import SourceState
@@ -115,6 +116,27 @@ class ResyncReading(ProjectsReading):
         # A resync's failure is its own: the project's last run stays as the schedule left it.
         progress = self.started_from[run.project.state_key]
         run.state.resync = replace(progress, failure=failure_report(run.failure or Exception())).stored()
+
+    def history_columns(self, run: ProjectRun) -> dict[str, Any]:
+        """A resync part's row of `_polyai_runs`: the range it read, its own outcome and figures."""
+        before = self.started_from[run.project.state_key]
+        after = progress_of(run.state) or before
+        transport = run.client.transport
+        columns: dict[str, Any] = {
+            "kind": "resync",
+            "requests": run.client.requests_made,
+            "retries": transport.retry_budget.used,
+            "rate_limited": transport.pacer.rate_limited,
+            "window_from": parse_timestamp(before.read_to),
+        }
+        if run.failure is not None:
+            return columns | failure_columns(after.failure)
+        return columns | {
+            "outcome": "ok" if after.done else "partial",
+            "window_to": parse_timestamp(after.read_to),
+            # New to the warehouse's rows of the range: the table grew by as many.
+            "conversations_new": after.new - before.new,
+        }
 
     def where_loaded_stand(self, loaded: Sequence[ProjectRun]) -> tuple[bool, tuple[str | None, ...]]:
         progresses = [progress_of(run.state) for run in loaded]

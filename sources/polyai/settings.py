@@ -116,3 +116,44 @@ TURN_COLUMN_TYPES: Final[dict[str, str]] = {
 }
 # Fields of a conversation that are not columns of `conversations`.
 CONVERSATION_NESTED_FIELDS: Final = ("turns",)
+
+# The run history (run_history.py): one row per load part and project, loaded in the same load
+# as the data it describes, merged on its key (dlt's load jobs are at-least-once).
+RUNS_TABLE: Final = "_polyai_runs"
+RUN_KEY: Final = ("run_id", "part", "state_key")
+RUN_COLUMN_TYPES: Final[dict[str, str]] = {
+    "run_id": "text",
+    "part": "bigint",
+    "state_key": "text",
+    "label": "text",
+    "project_id": "text",
+    "account_id": "text",
+    "region": "text",
+    "client_env": "text",
+    # "run" for the schedule's runs, "resync" for a range read again (its cursor stays).
+    "kind": "text",
+    "outcome": "text",
+    "ran_at": "timestamp",
+    "extract_started_at": "timestamp",
+    "extract_seconds": "double",
+    "window_from": "timestamp",
+    "window_to": "timestamp",
+    "cursor_before": "timestamp",
+    "cursor_after": "timestamp",
+    "conversations": "bigint",
+    "conversations_new": "bigint",
+    "turns": "bigint",
+    "repulled": "bigint",
+    "finished_since_last": "bigint",
+    "pending_after": "bigint",
+    "expired": "bigint",
+    "hidden_transcripts": "bigint",
+    "requests": "bigint",
+    "retries": "bigint",
+    "rate_limited": "bigint",
+    "status": "bigint",
+    "error_code": "text",
+    "correlation_id": "text",
+    "error_message": "text",
+    "connector_version": "text",
+}

@@ -15,6 +15,7 @@ import pytest
 
 from polyai_simulator import Simulator
 from tests.support.command import tables
+from tests.support.run_rows import check_runs_add_up, committed_runs, uncommitted_runs
 from tests.support.truth import compare_tables
 
 WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
@@ -123,6 +124,7 @@ COMMIT_POINTS = [
     "after_job:_dlt_pipeline_state",
     "after_job:conversations.sql",
     "after_job:turns.sql",
+    "after_job:_polyai_runs.sql",
 ]
 
 
@@ -138,6 +140,31 @@ def test_a_kill_at_each_commit_point_then_a_rerun_doubles_and_loses_nothing(
     run_worker(base_url, tmp_path, simulator, "none")
     assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
     assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
+
+
+@pytest.mark.parametrize("kill_at", ["after_job:_polyai_runs.sql", "after_job:conversations.sql"])
+def test_a_kill_mid_load_leaves_no_run_history_row_without_its_data(
+    tmp_path: Path, world: tuple[Simulator, str], kill_at: str
+) -> None:
+    """The run history's row of a killed load is not committed (its load is not in `_dlt_loads`);
+    the rerun deletes it with the load it aborts, and the committed rows add up to the tables."""
+    simulator, base_url = world
+    database = tmp_path / "crash.duckdb"
+    run_worker(base_url, tmp_path, simulator, "none")
+    simulator.clock.advance(timedelta(minutes=50))
+    assert run_worker(base_url, tmp_path, simulator, kill_at) == -signal.SIGKILL
+    stray = uncommitted_runs(database)
+    # Killed right after its row was merged, before the load was recorded complete.
+    assert len(stray) == 1 if kill_at.startswith("after_job:_polyai_runs") else len(stray) <= 1
+    assert len(committed_runs(database)) == 1
+    run_worker(base_url, tmp_path, simulator, "none")
+    assert not uncommitted_runs(database), "the aborted load's row is still there"
+    rows = committed_runs(database)
+    assert len(rows) == 2 and rows[0]["run_id"] != rows[1]["run_id"]
+    assert {row["run_id"] for row in stray}.isdisjoint(row["run_id"] for row in rows)
+    check_runs_add_up(database, {simulator.config.project_id: simulator})
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
+    check_runs_add_up(database, {simulator.config.project_id: simulator})
 
 
 @pytest.mark.parametrize("kill_at", ["after_job:turns.parquet", "after_job:conversations.sql"])

@@ -22,6 +22,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.support.dbt_runs import (
+    MEASURES,
+    expected_awkward_load_health,
+    expected_load_health,
+    insert_awkward_runs,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 DBT_PROJECT = REPO / "dbt"
 
@@ -47,6 +54,7 @@ class DbtRun:
     work_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     late_day: date | None = None  # awkward rows: UTC day of the conversation started at 23:30 UTC
+    late: datetime | None = None  # and that instant, when the awkward run history's first part ran
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {
@@ -97,7 +105,7 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
 
     from pipelines.runner import make_pipeline, run_load
     from polyai_simulator import SimClock, SimConfig, Simulator, SimulatorServer
-    from sources.polyai import polyai_source
+    from sources.polyai import ResyncRange, load_resync, polyai_source
 
     tmp_path = tmp_path_factory.mktemp("dbt_connector")
     db_path = tmp_path / "connector.duckdb"
@@ -128,16 +136,19 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
         pipeline = make_pipeline(
             "dbt_test", dlt.destinations.duckdb(str(db_path)), "polyai", str(tmp_path / "pipelines")
         )
-        run_load(
-            pipeline,
-            functools.partial(
-                polyai_source,
-                projects=projects,
-                account_id=simulators[0].config.account_id,
-                start_date=simulators[0].config.start.isoformat(),
-                include_latency=True,
-            ),
+        make_source = functools.partial(
+            polyai_source,
+            account_id=simulators[0].config.account_id,
+            start_date=simulators[0].config.start.isoformat(),
+            include_latency=True,
         )
+        # A backfill in several parts, then a run in which project b's key is refused.
+        run_load(pipeline, functools.partial(make_source, projects=projects, max_conversations_per_load=150))
+        refused = [projects[0], {**projects[1], "api_key": "not-b-s-key"}]
+        run_load(pipeline, functools.partial(make_source, projects=refused))
+        # A resync of the first day's last hours, which counts as a resync, not a run.
+        resync = ResyncRange(now - timedelta(hours=30), now - timedelta(hours=26))
+        load_resync(pipeline, resync, **make_source.keywords, projects=projects)
     finally:
         for server in servers:
             server.stop()
@@ -160,6 +171,27 @@ def test_source_freshness_passes(connector_db: DbtRun, connector_build) -> None:
     result = connector_db("source", "freshness")
     assert "PASS freshness of polyai.conversations" in result.stdout
     assert "PASS freshness of polyai.turns" in result.stdout
+    assert "PASS freshness of polyai._polyai_runs" in result.stdout
+
+
+def test_load_health_agrees_with_the_run_rows(connector_db: DbtRun, connector_build) -> None:
+    rows = connector_db.query(
+        f"select run_date, project_id, {', '.join(MEASURES)} from polyai_analytics.fct_load_health"
+    )
+    mart = {(row[0], row[1]): dict(zip(MEASURES, row[2:], strict=True)) for row in rows}
+    expected = expected_load_health(connector_db.db_path)
+    assert mart.keys() == expected.keys()
+    for key, measures in expected.items():
+        lag = measures.pop("max_lag_seconds")
+        got = dict(mart[key])
+        assert got.pop("max_lag_seconds") == pytest.approx(lag, abs=1), key
+        assert got == measures, key
+    # The backfill took several parts; project b failed once, in the second run.
+    assert sum(m["load_parts"] for m in mart.values()) > sum(m["runs"] for m in mart.values())
+    failed = {key[1]: m["failed_runs"] for key, m in mart.items() if m["failed_runs"]}
+    assert failed == {"proj-dbt-b": 1}
+    resynced = {key[1] for key, m in mart.items() if m["resyncs"]}
+    assert resynced == {"proj-dbt-a", "proj-dbt-b"}, "one resync read both projects"
 
 
 def test_marts_agree_with_source_tables(connector_db: DbtRun, connector_build) -> None:
@@ -385,8 +417,9 @@ def awkward_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
         connection.execute(TURNS_DDL)
         _insert(connection, "conversations", conversations)
         _insert(connection, "turns", turns)
+        insert_awkward_runs(connection, late)
     # A machine far from UTC: the models must still report on UTC days.
-    return DbtRun(db_path, tmp_path, env={"TZ": "Pacific/Auckland"}, late_day=late.date())
+    return DbtRun(db_path, tmp_path, env={"TZ": "Pacific/Auckland"}, late_day=late.date(), late=late)
 
 
 @pytest.fixture(scope="module")
@@ -490,6 +523,16 @@ def test_awkward_marts(awkward_db: DbtRun, awkward_build) -> None:
     }
 
 
+def test_awkward_load_health_counts_complete_loads_on_utc_days(awkward_db: DbtRun, awkward_build) -> None:
+    assert awkward_db.late is not None
+    measures = ", ".join(MEASURES)
+    rows = awkward_db.query(
+        f"select run_date, project_id, {measures} from polyai_analytics.fct_load_health order by all"
+    )
+    assert rows == expected_awkward_load_health(awkward_db.late)
+    assert awkward_db.query("select distinct part_seconds from polyai_analytics.stg_polyai__runs") == [(12,)]
+
+
 # --- other warehouses -----------------------------------------------------------------------
 
 
@@ -548,7 +591,7 @@ def test_models_compile_to_sql_the_other_warehouses_parse(target: str, tmp_path:
     )
     compiled = sorted((tmp_path / "target" / "compiled" / "polyai").rglob("*.sql"))
     models = [path for path in compiled if path.stem.startswith(("stg_", "int_", "fct_"))]
-    assert len(models) == 11, [path.name for path in models]
+    assert len(models) == 13, [path.name for path in models]
     unparsable = []
     for path in compiled:
         try:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.runner import make_pipeline
+from sources.polyai.settings import RUNS_TABLE
 from sources.polyai.shaping.records import parse_timestamp
 from tests.support.harness import Harness
+from tests.support.run_rows import late_arrivals
 from tests.support.truth import check_run_against_truth, compare_tables
 from tests.support.warehouse_rows import column_types
 from tests.support.warehouses import Warehouse, destination_harness
@@ -56,6 +58,20 @@ def runs_while_the_clock_moves_end_exactly_at_the_truth(harness: Harness) -> Non
     problems = compare_tables(truth, conversations, turns)
     assert not problems, "\n".join(problems[:20])
     assert harness.pending == {}
+    run_history_adds_up(harness, conversations, len(STEPS_MINUTES) + 1)
+
+
+def run_history_adds_up(harness: Harness, conversations: list[dict[str, Any]], runs: int) -> None:
+    """One row per run (one part each), typed, adding up to the conversations loaded."""
+    rows = harness.rows(RUNS_TABLE, "ran_at")
+    assert len(rows) == len({row["run_id"] for row in rows}) == runs
+    assert {row["outcome"] for row in rows} == {"ok"} and rows[-1]["pending_after"] == 0
+    started = {row["id"]: parse_timestamp(row["started_at"]) for row in conversations}
+    for row in rows:
+        for name in ("ran_at", "cursor_before", "cursor_after"):
+            row[name] = parse_timestamp(row[name])
+    late = late_arrivals(rows, harness.simulator, started)
+    assert sum(row["conversations_new"] for row in rows) + late == len(conversations)
 
 
 def check_column_types(harness: Harness, expected: dict[str, str]) -> None:

@@ -81,6 +81,32 @@ def snapshot(harness: Harness) -> tuple[Any, ...]:
     return conversations, turns, loads, states, dict(harness.pipeline.state)
 
 
+def run_history(harness: Harness) -> list[dict[str, Any]]:
+    """The rows of `_polyai_runs`, in the order they were loaded."""
+    assert harness.database is not None
+    with duckdb.connect(str(harness.database), read_only=True) as connection:
+        result = connection.sql("SELECT * FROM polyai._polyai_runs ORDER BY _dlt_load_id, part")
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def check_resync_rows(harness: Harness, done: ResyncProgress, span: ResyncRange) -> None:
+    """The resync's parts in the run history: its own kind, range, outcome and figures."""
+    rows = [row for row in run_history(harness) if row["kind"] == "resync"]
+    assert len(rows) == done.parts
+    assert [row["outcome"] for row in rows] == ["partial"] * (done.parts - 1) + ["ok"]
+    assert rows[0]["window_from"] == span.start and rows[-1]["window_to"] == span.end
+    assert all(a["window_to"] == b["window_from"] for a, b in zip(rows, rows[1:], strict=False))
+    assert sum(row["conversations"] for row in rows) == done.conversations
+    assert sum(row["turns"] for row in rows) == done.turns
+    assert sum(row["requests"] for row in rows) == done.requests
+    assert all(row["cursor_after"] == row["cursor_before"] for row in rows)
+    everything = run_history(harness)
+    assert {row["kind"] for row in everything} == {"run", "resync"}
+    # New to the warehouse, over every kind of part: what the table holds.
+    assert sum(row["conversations_new"] for row in everything) == len(harness.rows("conversations", "id"))
+
+
 def requested_windows(harness: Harness) -> list[tuple[str, str]]:
     return [
         (entry["params"]["start_time"], entry["params"]["end_time"])
@@ -149,6 +175,7 @@ def test_a_resync_restores_every_turn_hidden_for_two_runs_reading_that_range_onl
     assert done.done and done.parts >= 2 and done.read_to == end.isoformat()
     assert (done.conversations, done.new, done.not_served) == (dry.conversations, 0, 0)
     assert done.requests == harness.simulator.stats.requests
+    check_resync_rows(harness, done, span)
     # The cursor did not move and no re-pull was made: only windows inside the range.
     assert harness.source_state["cursor"] == cursor and harness.pending == pending
     windows = requested_windows(harness)
