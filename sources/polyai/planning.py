@@ -74,6 +74,8 @@ class RunPlan:
     next_cursor: datetime | None = None
     # Pending conversations the re-pull windows look for (repull_span).
     repull_targets: frozenset[str] = frozenset()
+    # The main windows a load reads whatever max_conversations_per_load (windows_past).
+    least_main_windows: int = 1
 
 
 def main_window_bounds(
@@ -234,7 +236,20 @@ def plan_run(
         expired=expired,
         next_cursor=main_end,
         repull_targets=targets,
+        least_main_windows=windows_past(main_windows, cursor),
     )
+
+
+def windows_past(main_windows: list[Window], cursor: datetime | None) -> int:
+    """The main windows up to the first that ends past `cursor`: each load reads that many.
+
+    The main windows start `lookback` before the cursor. A load stopped inside the lookback
+    would set the cursor back (cursor_after), and the next one would start earlier still.
+    """
+    for read, window in enumerate(main_windows, start=1):
+        if cursor is None or window.end > cursor:
+            return read
+    return max(len(main_windows), 1)
 
 
 def cursor_after(plan: RunPlan, main_windows_read: int) -> datetime | None:

@@ -58,12 +58,12 @@ def start_run(
     )
     forget_expired(state.pending, plan, settings)
     note_start_date(state, settings)
-    # Every load reads the re-pulls and at least one main window, so each makes progress;
-    # past max_conversations_per_load, the windows in flight are finished and the others
-    # are left to the next load.
+    # Every load reads the re-pulls and the main windows up to past the cursor, so each makes
+    # progress; past max_conversations_per_load, the windows in flight are finished and the
+    # others are left to the next load.
     queue = WindowQueue(
         [*plan.repull_windows, *plan.main_windows],
-        always=len(plan.repull_windows) + 1,
+        always=len(plan.repull_windows) + plan.least_main_windows,
         limit=limit if limit is not None else settings.max_conversations_per_load,
     )
     return plan, queue

@@ -411,3 +411,23 @@ def test_run_load_stops_when_a_part_does_not_move_the_cursor(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="did not move the cursor"):
         run_load(pipeline, stuck)
     assert pipeline.state["sources"]["polyai"]["cursor"] == "2026-11-02T08:00:00+00:00"
+
+
+def test_windows_shorter_than_the_lookback_still_move_the_cursor_in_every_part(tmp_path: Path) -> None:
+    """window_hours under lookback_minutes, parts cut after one window: each part reads past the
+    stored cursor, so the cursor never moves back and the run catches up exactly."""
+    config = SimConfig(seed=37, n_conversations=600, start=T0, end=T0 + timedelta(hours=24))
+    small = {"window_hours": 0.1, "lookback_minutes": 30, "max_conversations_per_load": 2, "concurrency": 1}
+    clock = SimClock(T0 + timedelta(hours=12))
+    for harness in make_harness(tmp_path, config, clock, limit=25, include_latency=True):
+        harness.run()
+        harness.clock.advance(timedelta(hours=1))
+        summary = harness.run(**small)
+        assert summary.caught_up and summary.loads >= 3, summary.loads
+        parts = [row for row in harness.rows("_polyai_runs", "_dlt_load_id") if row["kind"] == "run"][1:]
+        assert all(row["cursor_after"] > row["cursor_before"] for row in parts), [
+            (row["cursor_before"], row["cursor_after"]) for row in parts
+        ]
+        harness.clock.advance(timedelta(minutes=20))
+        harness.run(**small)
+        check_run_against_truth(harness)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -96,7 +97,7 @@ def check_resync_rows(harness: Harness, done: ResyncProgress, span: ResyncRange)
     assert len(rows) == done.parts
     assert [row["outcome"] for row in rows] == ["partial"] * (done.parts - 1) + ["ok"]
     assert rows[0]["window_from"] == span.start and rows[-1]["window_to"] == span.end
-    assert all(a["window_to"] == b["window_from"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a["window_to"] == b["window_from"] for a, b in itertools.pairwise(rows))
     assert sum(row["conversations"] for row in rows) == done.conversations
     assert sum(row["turns"] for row in rows) == done.turns
     assert sum(row["requests"] for row in rows) == done.requests

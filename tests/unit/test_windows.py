@@ -25,6 +25,7 @@ from sources.polyai.planning import (
     split_window,
     start_date_moved_earlier,
     taper,
+    windows_past,
 )
 from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
 
@@ -363,3 +364,51 @@ def test_start_date_moved_earlier_only_counts_after_a_run_that_began_later() -> 
     assert not start_date_moved_earlier(began, began + timedelta(days=1), has_cursor=True)
     assert not start_date_moved_earlier(None, began, has_cursor=True)
     assert not start_date_moved_earlier(began, began - timedelta(days=1), has_cursor=False)
+
+
+def test_a_load_reads_past_the_cursor_when_windows_are_shorter_than_the_lookback() -> None:
+    cursor = T0 + DAY
+    plan = plan_run(
+        cursor=cursor,
+        pending={},
+        now=cursor + timedelta(hours=1),
+        start_date=T0,
+        lookback=timedelta(minutes=30),
+        max_pending_age=DAY,
+        max_window_span=timedelta(minutes=6),
+    )
+    # [cursor - 30 min, cursor - 24 min) ... : the sixth window is the first to end past the cursor.
+    assert plan.least_main_windows == 6
+    assert plan.main_windows[4].end == cursor < plan.main_windows[5].end
+    assert cursor_after(plan, plan.least_main_windows) > cursor
+    assert cursor_after(plan, plan.least_main_windows - 1) == cursor
+
+
+@given(
+    lookback_minutes=st.integers(0, 240),
+    span_minutes=st.integers(1, 120),
+    ahead_minutes=st.integers(1, 600),
+)
+def test_the_least_a_load_reads_never_sets_the_cursor_back(
+    lookback_minutes: int, span_minutes: int, ahead_minutes: int
+) -> None:
+    cursor = T0 + DAY
+    plan = plan_run(
+        cursor=cursor,
+        pending={},
+        now=cursor + timedelta(minutes=ahead_minutes),
+        start_date=T0,
+        lookback=timedelta(minutes=lookback_minutes),
+        max_pending_age=DAY,
+        max_window_span=timedelta(minutes=span_minutes),
+    )
+    least = plan.least_main_windows
+    assert cursor_after(plan, least) > cursor
+    # And not one window more than needed.
+    assert least == 1 or cursor_after(plan, least - 1) <= cursor
+
+
+def test_windows_past_a_first_run_is_one_window() -> None:
+    windows = split_window(T0, T0 + DAY, timedelta(hours=1))
+    assert windows_past(windows, None) == 1
+    assert windows_past([], None) == 1
