@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from polyai_simulator import Simulator
-from tests.support.command import tables
+from tests.support.command import run_crash_worker, tables
 from tests.support.run_rows import check_runs_add_up, committed_runs, uncommitted_runs
 from tests.support.truth import compare_tables
-
-WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
 
 
 def run_worker(
@@ -29,28 +24,11 @@ def run_worker(
     load_options: dict | None = None,
     plain_dlt: bool = False,
 ) -> int:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(WORKER),
-            base_url,
-            str(tmp_path / "crash.duckdb"),
-            str(tmp_path / "pipelines"),
-            simulator.clock.now().isoformat(),
-            kill_at,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "POLYAI_TEST_LOAD_OPTIONS": json.dumps(load_options or {}),
-            "POLYAI_TEST_PLAIN_DLT": "1" if plain_dlt else "0",
-        },
-    )
-    if kill_at == "none" or result.returncode not in (0, -signal.SIGKILL):
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result.returncode
+    env = {
+        "POLYAI_TEST_LOAD_OPTIONS": json.dumps(load_options or {}),
+        "POLYAI_TEST_PLAIN_DLT": "1" if plain_dlt else "0",
+    }
+    return run_crash_worker(base_url, tmp_path, simulator.clock.now(), kill_at, env)
 
 
 def assert_each_visible_conversation_once(database: Path, simulator: Simulator) -> None:

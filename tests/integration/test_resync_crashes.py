@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,38 +12,20 @@ import pytest
 from polyai_simulator import Simulator
 from sources.polyai.resync import ResyncProgress
 from sources.polyai.state import SourceState
-from tests.support.command import tables
+from tests.support.command import run_crash_worker, tables
 from tests.support.harness import T0
 from tests.support.truth import compare_tables
 
-WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
 RANGE = {"from": T0.isoformat(), "to": (T0 + timedelta(hours=3)).isoformat()}
 SMALL_PARTS = {"max_conversations_per_load": 30, "window_hours": 0.25}
 
 
 def run_worker(base_url: str, tmp_path: Path, simulator: Simulator, kill_at: str, resync: bool) -> int:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(WORKER),
-            base_url,
-            str(tmp_path / "crash.duckdb"),
-            str(tmp_path / "pipelines"),
-            simulator.clock.now().isoformat(),
-            kill_at,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "POLYAI_TEST_LOAD_OPTIONS": json.dumps(SMALL_PARTS),
-            "POLYAI_TEST_RESYNC": json.dumps(RANGE if resync else None),
-        },
-    )
-    if kill_at == "none" or result.returncode not in (0, -signal.SIGKILL):
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result.returncode
+    env = {
+        "POLYAI_TEST_LOAD_OPTIONS": json.dumps(SMALL_PARTS),
+        "POLYAI_TEST_RESYNC": json.dumps(RANGE if resync else None),
+    }
+    return run_crash_worker(base_url, tmp_path, simulator.clock.now(), kill_at, env)
 
 
 def stored_progress(tmp_path: Path) -> ResyncProgress | None:

@@ -154,7 +154,7 @@ def scenario(tmp_path: Path, regions: Regions) -> Scenario:
         clock=regions.clock.now,
         backoff_factor=0.01,
         max_attempts=2,
-        # Windows longer than the lookback: a part that reads one window still moves the cursor.
+        # Parts of a few windows each, in both projects.
         max_conversations_per_load=15,
         window_hours=0.5,
         concurrency=2,
