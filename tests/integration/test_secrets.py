@@ -6,12 +6,16 @@ into the correlation id header of every answer, so each error path carries it.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import pickle
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -117,3 +121,56 @@ def test_a_library_run_raises_and_traces_the_refusal_without_the_key(
         assert trace is not None
         messages.append(repr(pickle.dumps(trace)))
         assert leaks(KEY, messages, tmp_path) == []
+
+
+class RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers a redirect to `location` (when set) or a 401, recording each request's headers."""
+
+    location: str | None = None
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(dict(self.headers))
+        if self.location is not None:
+            self.send_response(307)
+            self.send_header("Location", self.location + self.path)
+        else:
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(handler: type[RecordingHandler]) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_to_another_host_does_not_take_the_key_along(tmp_path: Path) -> None:
+    """requests drops `Authorization` on a redirect to another host, not the API's own key header."""
+
+    class Elsewhere(RecordingHandler):
+        seen: ClassVar[list[dict[str, str]]] = []
+
+    class Redirector(RecordingHandler):
+        seen: ClassVar[list[dict[str, str]]] = []
+
+    with serving(Elsewhere) as other_port, serving(Redirector) as port:
+        Redirector.location = f"http://localhost:{other_port}"
+        with finished_traffic(seed=4, n_conversations=10, hours=2) as (simulator, _):
+            for harness in make_harness(tmp_path, simulator.config, simulator.clock, name="redirect"):
+                with pytest.raises(Exception, match="401"):
+                    harness.run(api_key=KEY, base_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    assert Redirector.seen and Elsewhere.seen, "the redirect should have been followed"
+    assert all(headers.get("x-api-key") == KEY for headers in Redirector.seen)
+    assert not [headers for headers in Elsewhere.seen if KEY in repr(headers)], Elsewhere.seen

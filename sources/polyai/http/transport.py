@@ -170,6 +170,20 @@ class RetryAfterWait(wait_exponential):
         return super().__call__(retry_state)
 
 
+class KeyedSession(Session):
+    """A session whose headers (the API key) go to the host it was given only."""
+
+    # requests drops `Authorization` on a redirect to another host, never a custom header.
+    keyed_headers: tuple[str, ...] = ()
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Response) -> None:
+        old_url = response.request.url or ""
+        if self.should_strip_auth(old_url, prepared_request.url or ""):
+            for name in self.keyed_headers:
+                prepared_request.headers.pop(name, None)
+        super().rebuild_auth(prepared_request, response)
+
+
 class Transport:
     """GETs of one run: a session per thread, retries within the run's budget, shared pacing."""
 
@@ -194,8 +208,9 @@ class Transport:
         """This thread's session: requests' sessions are not meant to be shared between threads."""
         session: Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = Session(timeout=self.timeout, raise_for_status=False)
+            session = self._local.session = KeyedSession(timeout=self.timeout, raise_for_status=False)
             session.headers.update(self.headers)
+            session.keyed_headers = tuple(self.headers)
             adapter = HTTPAdapter(pool_maxsize=self.pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
