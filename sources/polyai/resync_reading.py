@@ -121,14 +121,7 @@ class ResyncReading(ProjectsReading):
         """A resync part's row of `_polyai_runs`: the range it read, its own outcome and figures."""
         before = self.started_from[run.project.state_key]
         after = progress_of(run.state) or before
-        transport = run.client.transport
-        columns: dict[str, Any] = {
-            "kind": "resync",
-            "requests": run.client.requests_made,
-            "retries": transport.retry_budget.used,
-            "rate_limited": transport.pacer.rate_limited,
-            "window_from": parse_timestamp(before.read_to),
-        }
+        columns: dict[str, Any] = {"kind": "resync", "window_from": parse_timestamp(before.read_to)}
         if run.failure is not None:
             return columns | failure_columns(after.failure)
         return columns | {

@@ -131,7 +131,7 @@ def new_run_id() -> str:
 
 
 def project_row(run: ProjectRun, run_id: str, part: int, finished: float) -> dict[str, Any]:
-    project, history, last_run = run.project, run.history, run.state.last_run
+    project, history = run.project, run.history
     connector = project.connector
     row: dict[str, Any] = {
         "run_id": run_id,
@@ -151,9 +151,10 @@ def project_row(run: ProjectRun, run_id: str, part: int, finished: float) -> dic
         "turns": run.tally.turns,
         "repulled": history.repulled,
         "hidden_transcripts": run.tally.hidden_transcripts,
-        "requests": last_run.requests,
-        "retries": last_run.retries,
-        "rate_limited": last_run.rate_limited,
+        # The part's own client: a resync leaves last_run as the schedule's run left it.
+        "requests": run.client.requests_made,
+        "retries": run.client.transport.retry_budget.used,
+        "rate_limited": run.client.transport.pacer.rate_limited,
         "connector_version": connector_version(),
     }
     row |= failed_columns(run) if run.failure is not None else loaded_columns(run)

@@ -25,14 +25,7 @@ def test_two_regions_load_into_one_pipeline_and_a_refused_key_catches_up_on_the_
     destination = dlt.destinations.duckdb(str(database))
     pipeline = make_pipeline("test_projects", destination, pipelines_dir=str(tmp_path / "p"))
     make_source = functools.partial(
-        polyai_source,
-        projects=regions.entries(),
-        account_id=ACCOUNT,
-        start_date=T0.isoformat(),
-        clock=regions.clock.now,
-        backoff_factor=0.01,
-        max_attempts=2,
-        include_latency=True,
+        polyai_source, **regions.source_options(max_attempts=2, include_latency=True)
     )
     outputs: list[str] = []
 

@@ -23,8 +23,7 @@ from sources.polyai import ProjectsFailed, load_until_caught_up, polyai_source
 from sources.polyai.projects import state_key
 from sources.polyai.settings import RUNS_TABLE
 from sources.polyai.state import SourceState
-from tests.support.harness import T0
-from tests.support.regions import ACCOUNT, KEYS, REGIONS, Regions, project_cursor
+from tests.support.regions import KEYS, REGIONS, Regions, project_cursor
 from tests.support.run_rows import check_runs_add_up, committed_runs, uncommitted_runs
 
 
@@ -148,16 +147,10 @@ def scenario(tmp_path: Path, regions: Regions) -> Scenario:
     pipeline = make_pipeline("test_runs", dlt.destinations.duckdb(str(database)), pipelines_dir=str(tmp_path))
     make_source = functools.partial(
         polyai_source,
-        projects=regions.entries(),
-        account_id=ACCOUNT,
-        start_date=T0.isoformat(),
-        clock=regions.clock.now,
-        backoff_factor=0.01,
-        max_attempts=2,
         # Parts of a few windows each, in both projects.
-        max_conversations_per_load=15,
-        window_hours=0.5,
-        concurrency=2,
+        **regions.source_options(
+            max_attempts=2, max_conversations_per_load=15, window_hours=0.5, concurrency=2
+        ),
     )
     return Scenario(database, pipeline, make_source, PartRecorder(pipeline, regions.simulators), regions)
 

@@ -75,14 +75,7 @@ def test_a_single_project_pipeline_of_the_earlier_version_upgrades_in_place_and_
     destination = dlt.destinations.duckdb(str(database))
     pipeline = make_pipeline("test_upgrade", destination, "polyai", str(pipelines_dir))
     make_source = functools.partial(
-        polyai_source,
-        projects=regions.entries(),
-        project_id="proj-us",
-        account_id=ACCOUNT,
-        start_date=T0.isoformat(),
-        clock=regions.clock.now,
-        backoff_factor=0.01,
-        include_latency=True,
+        polyai_source, **regions.source_options(project_id="proj-us", include_latency=True)
     )
     for hours in (2, 2, 9):
         regions.clock.advance(timedelta(hours=hours))

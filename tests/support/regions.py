@@ -42,6 +42,17 @@ class Regions:
             for project in self.simulators
         ]
 
+    def source_options(self, **overrides: Any) -> dict[str, Any]:
+        """polyai_source's settings for both projects on the shared clock, with `overrides`."""
+        return {
+            "projects": self.entries(),
+            "account_id": ACCOUNT,
+            "start_date": T0.isoformat(),
+            "clock": self.clock.now,
+            "backoff_factor": 0.01,
+            **overrides,
+        }
+
 
 @pytest.fixture
 def regions() -> Iterator[Regions]:
