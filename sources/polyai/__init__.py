@@ -24,7 +24,7 @@ from dlt.extract.resource import DltResource
 
 from . import allocators
 from .config import ConfigurationError, PolyAISourceConfiguration, with_setting_parameters
-from .destinations import DestinationFit
+from .destinations import DestinationFit, layout_hints
 from .dlt_notices import json_hint_notice_dropped
 from .http.client import InvalidResponseError, PolyAIAPIError
 from .http.concurrent_windows import ProjectFailed, RunQueue, iter_projects_concurrently
@@ -72,22 +72,13 @@ TURN_KEY: Final = ("project_id", "conversation_id", "turn_index")
 # load is resumed after a kill (dlt's load jobs are at-least-once): such a load is aborted and
 # its range read again instead (operations.abort_started_loads, from load_until_caught_up, and
 # from the source itself before a plain `pipeline.run`: loading.prepare_active_pipeline).
-CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = {
-    "disposition": "merge",
-    "strategy": "delete-insert",
-    "deduplicated": True,
-}
-# A conversation loaded again replaces all of its turns: the delete is scoped by the staged
-# conversations alone. dlt's key-based delete would match `primary key OR merge key`, which
-# DuckDB cannot run as a hash join (it ran out of its memory_limit on large merges). The scope
-# depends on the destination and the pipeline's history (DestinationFit.turns_scope): the run
-# sends it with its first page of turns.
-TURNS_MERGE: Final[TDeleteInsertStrategyDict] = {
-    "disposition": "merge",
-    "strategy": "delete-insert",
-    "deduplicated": True,
-    "destination_scope": DestinationFit.of(None).turns_scope(),
-}
+# A conversation loaded again replaces its row and all of its turns: each delete is scoped by
+# the staged conversations (dlt's key-based delete would match `primary key OR merge key`,
+# which DuckDB cannot run as a hash join) and bounded in time, so that it reads the recent
+# rows only (ReplaceBound). The bound and the scope depend on the staged rows, the destination
+# and the pipeline's history: the last item of each table carries them (TableOutput.close).
+CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = DestinationFit.of(None).conversations_merge(None)
+TURNS_MERGE: Final[TDeleteInsertStrategyDict] = DestinationFit.of(None).turns_merge(None)
 
 
 def utc_now() -> datetime:
@@ -123,18 +114,25 @@ def polyai_source(
         projects = resync_projects(projects, resync, now)
     privacy = settings.privacy_rules()
     prepare_active_pipeline()
-    conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES)
-    turn_output = TableOutput("turns", TURN_COLUMN_TYPES)
+    conversation_output = TableOutput("conversations", CONVERSATION_COLUMN_TYPES, "started_at")
+    turn_output = TableOutput("turns", TURN_COLUMN_TYPES, "conversation_started_at")
     reading_type = ProjectsReading if resync is None else functools.partial(ResyncReading, resync=resync)
     reading = reading_type(
         projects, legacy_owner(settings, projects), privacy, clock, (conversation_output, turn_output)
     )
     pages = conversation_pages(reading)
     return (
-        pages | conversations(output=conversation_output),
-        pages | turns(output=turn_output),
+        laid_out(pages | conversations(output=conversation_output), "started_at", CONVERSATION_KEY),
+        laid_out(pages | turns(output=turn_output), "conversation_started_at", TURN_KEY[:2]),
         pages | polyai_runs(),
     )
+
+
+def laid_out(resource: DltResource, time_column: str, key: Sequence[str]) -> DltResource:
+    """`resource` with the partitioning and clustering that bound its merges (layout_hints)."""
+    column, table_hints = layout_hints(time_column, key)
+    resource.apply_hints(columns={time_column: column}, additional_table_hints=table_hints)
+    return resource
 
 
 def conversation_pages(reading: ProjectsReading) -> DltResource:
@@ -172,11 +170,11 @@ def conversation_pages(reading: ProjectsReading) -> DltResource:
 )
 def conversations(page: list[dict[str, Any]] | RunEnd, output: TableOutput) -> Iterator[Any]:
     """One row per conversation, the latest version replacing the earlier ones."""
-    if isinstance(page, RunEnd):
-        return
-    table, new_columns = conversations_table(page, output.current())
     with json_hint_notice_dropped():
-        yield output.hand_over(table, new_columns)
+        if isinstance(page, RunEnd):
+            yield from output.close()
+        else:
+            yield from output.hand_over(*conversations_table(page, output.current()))
 
 
 @dlt.transformer(
@@ -188,9 +186,8 @@ def conversations(page: list[dict[str, Any]] | RunEnd, output: TableOutput) -> I
 )
 def turns(page: list[dict[str, Any]] | RunEnd, output: TableOutput) -> Iterator[Any]:
     """One row per turn; a conversation loaded again replaces all of its earlier turns."""
-    if isinstance(page, RunEnd):
-        return
-    table, new_columns = turns_table(page, output.current())
-    if table.num_rows:
-        with json_hint_notice_dropped():
-            yield output.hand_over(table, new_columns)
+    with json_hint_notice_dropped():
+        if isinstance(page, RunEnd):
+            yield from output.close()
+        else:
+            yield from output.hand_over(*turns_table(page, output.current()))

@@ -11,11 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import dlt
 from dlt.common.destination import TLoaderFileFormat
+from dlt.common.schema.typing import TColumnSchema, TDeleteInsertStrategyDict
 
 from .shaping.text_repair import TextRepair, destination_keeps_nul
 
@@ -39,6 +42,18 @@ FILE_FORMATS: Final[dict[str, TLoaderFileFormat]] = {
 SQL_SAFE_TEXT: Final = re.compile(r"[A-Za-z0-9_.:@/-]+")
 # Destinations whose loaders cannot take JSON from Arrow text.
 JSON_AS_OBJECTS: Final = frozenset({"bigquery", "snowflake"})
+# How each tested destination writes a UTC instant as a constant that its planner compares with
+# a timestamp column before it reads the table: what lets DuckDB skip row groups by their
+# min/max, BigQuery prune day partitions and Snowflake micro-partitions. Postgres reads a
+# `TIMESTAMP '...'` literal without its offset, hence TIMESTAMPTZ there; Snowflake's dlt type
+# is TIMESTAMP_LTZ. Other destinations get no time bound (their merge scans the table).
+TIME_LITERALS: Final[dict[str, str]] = {
+    "duckdb": "TIMESTAMPTZ '{}'",
+    "motherduck": "TIMESTAMPTZ '{}'",
+    "postgres": "TIMESTAMPTZ '{}'",
+    "bigquery": "TIMESTAMP '{}'",
+    "snowflake": "'{}'::TIMESTAMP_LTZ",
+}
 # Destinations the end-to-end suite runs against: DuckDB files, a real PostgreSQL server, and
 # BigQuery and Snowflake through local emulators, plus live accounts when credentials are set.
 TESTED_DESTINATIONS: Final = ("duckdb", "postgres", "bigquery", "snowflake")
@@ -60,8 +75,19 @@ class DestinationFit:
     def text_repair(self) -> TextRepair:
         return TextRepair(keep_nul=destination_keeps_nul(self.destination))
 
-    def turns_scope(self, legacy_project_id: str | None = None) -> str:
-        """The rows of `turns` a load replaces: all turns of each conversation it stages.
+    def conversations_merge(self, since: datetime | None) -> TDeleteInsertStrategyDict:
+        """The merge of `conversations`: each staged conversation replaces its row.
+
+        `since` is a time that every replaced row started at or after (ReplaceBound): the
+        delete reads only the rows since then, however long the history grows.
+        """
+        staged = "staged.project_id = conversations.project_id AND staged.id = conversations.id"
+        return self._merge("conversations.started_at", since, staged)
+
+    def turns_merge(
+        self, since: datetime | None, legacy_project_id: str | None = None
+    ) -> TDeleteInsertStrategyDict:
+        """The merge of `turns`: a staged conversation replaces all of its turns.
 
         A conversation is its project and its id (ids are not documented to be unique across
         projects). Turns that an earlier version loaded have no `project_id`: they are
@@ -70,13 +96,41 @@ class DestinationFit:
         project = "turns.project_id"
         if legacy_project_id is not None:
             project = f"COALESCE(turns.project_id, {sql_text(legacy_project_id)})"
+        staged = f"staged.project_id = {project} AND staged.conversation_id = turns.conversation_id"
+        return self._merge("turns.conversation_started_at", since, staged)
+
+    def _merge(self, time_column: str, since: datetime | None, staged: str) -> TDeleteInsertStrategyDict:
         # A correlated EXISTS, not `(a, b) IN (SELECT a, b ...)`: BigQuery compares a tuple
-        # with a subquery only as a STRUCT, which its emulator cannot run. `turns` is the
-        # table being deleted from (its implicit alias); the staged rows are aliased apart.
-        return (
-            f"EXISTS (SELECT 1 FROM {{staging_table}} AS staged WHERE staged.project_id = {project}"
-            " AND staged.conversation_id = turns.conversation_id)"
-        )
+        # with a subquery only as a STRUCT, which its emulator cannot run. The table being
+        # deleted from is named by its own name (its implicit alias); the staged rows apart.
+        scope = f"EXISTS (SELECT 1 FROM {{staging_table}} AS staged WHERE {staged})"
+        literal = TIME_LITERALS.get(self.destination or "")
+        if since is not None and literal is not None:
+            scope = f"{time_column} >= {literal.format(sql_instant(since))} AND {scope}"
+        return {
+            "disposition": "merge",
+            "strategy": "delete-insert",
+            "deduplicated": True,
+            "destination_scope": scope,
+        }
+
+
+def layout_hints(time_column: str, key: Sequence[str]) -> tuple[TColumnSchema, dict[str, Any]]:
+    """How a table is laid out where the destination lets its merge's delete skip history.
+
+    BigQuery: partitioned by day of `time_column` and clustered by the key, the hints of dlt's
+    `bigquery_adapter`; Snowflake: clustered by `time_column` (dlt's `cluster` column hint).
+    Both apply when dlt creates the table; other destinations ignore them. Returns the hints
+    of `time_column` and the table's.
+    """
+    column: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True, "cluster": True}
+    column["x-bigquery-partition"] = True  # type: ignore[typeddict-unknown-key]
+    return column, {"x-bigquery-cluster-columns": list(key)}
+
+
+def sql_instant(instant: datetime) -> str:
+    """`instant` in UTC as every destination's timestamp literal reads it."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
 def sql_text(value: str) -> str:

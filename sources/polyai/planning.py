@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from .settings import MAX_REPULL_WINDOWS, MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING, SLICES_PER_WORKER
+from .settings import (
+    MAX_REPULL_WINDOWS,
+    MAX_SLICE_SPAN,
+    MIN_PARALLEL_SPAN,
+    REPLACE_MARGIN,
+    REPULL_PADDING,
+    SLICES_PER_WORKER,
+)
 
 # Finished-only re-pulls that may miss a conversation (it is still in progress) before one
 # without the filter checks that the API returns it at all.
@@ -304,6 +311,19 @@ def furthest_outside(conversations: Iterable[Any], window: Window) -> timedelta:
         started_at = datetime.fromisoformat(conversation["started_at"])
         furthest = max(furthest, window.start - started_at, started_at - window.end)
     return furthest
+
+
+def replace_bound(oldest_staged: datetime | None, margin: timedelta = REPLACE_MARGIN) -> datetime | None:
+    """The time from which a load's merge deletes the rows it replaces, or None without rows.
+
+    Every row the load replaces started then or later: its conversation was staged with a
+    started_at no earlier than `oldest_staged`, and had it at the earlier read too, or one at
+    most `margin` earlier. Rounded down to the hour, so that the SQL reads plainly.
+    """
+    if oldest_staged is None:
+        return None
+    bound = oldest_staged - margin
+    return bound.replace(minute=0, second=0, microsecond=0)
 
 
 def first_sightings(conversations: list[Any], seen: set[str]) -> list[Any]:

@@ -7,6 +7,7 @@ whose fetch fails is left as it was and reported; the others are loaded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,14 +85,12 @@ class ProjectsReading:
         require_owner(source_state, self.legacy_owner)
         states = project_states(source_state, [p.state_key for p in projects], self.legacy_owner)
         fill_legacy_turns(source_state)
-        turn_output = self.table_outputs[1]
+        conversation_output, turn_output = self.table_outputs
         fit = turn_output.fit()
-        turn_output.write_disposition = {
-            "disposition": "merge",
-            "strategy": "delete-insert",
-            "deduplicated": True,
-            "destination_scope": fit.turns_scope(legacy_project_id(source_state)),
-        }
+        conversation_output.merge = fit.conversations_merge
+        turn_output.merge = functools.partial(
+            fit.turns_merge, legacy_project_id=legacy_project_id(source_state)
+        )
         now = self.clock()
         limit = FetchLimit(self.projects[0].connector.max_conversations_per_load)
         runs = []

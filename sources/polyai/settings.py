@@ -41,6 +41,11 @@ REPULL_PADDING: Final = timedelta(milliseconds=1)
 # stuck in progress cost a few requests per run, not one each.
 MAX_REPULL_WINDOWS: Final = 32
 
+# A load replaces rows that started at most this long before the oldest conversation it stages
+# (planning.replace_bound): the server reports a conversation's started_at again at each read,
+# and a time that moved later between two reads leaves the earlier row this far back at most.
+REPLACE_MARGIN: Final = timedelta(days=1)
+
 API_KEY_HEADER: Final = "x-api-key"
 CORRELATION_HEADER: Final = "X-PolyAI-Correlation-Id"
 

@@ -74,3 +74,18 @@ def test_bench_prints_one_row_per_contender_and_every_load_succeeds() -> None:
         "incremental run with nothing new, under 2 s beyond the imports",
     ):
         assert target in verdicts, verdicts
+
+
+def test_the_history_bench_prints_a_row_per_history_size_and_the_verdict() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_history.py"), "--history", "0", "20000",
+         "--per-hour", "100", "--timed-hours", "1", "--skip-unbounded"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = [
+        line.split() for line in completed.stdout.splitlines() if line.strip().split(" ")[0][:1].isdigit()
+    ]
+    assert [row[:2] for row in rows] == [["0", "bounded"], ["1,000,000", "bounded"]], completed.stdout
+    assert all(float(row[2]) > 0 for row in rows)
+    assert "target: hourly run into 1,000,000 conversations within 10% of empty tables" in completed.stdout

@@ -2,38 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import dlt
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.schema.typing import TDeleteInsertStrategyDict
 
 from ..config import ConnectorSettings
 from ..destinations import DestinationFit, current_fit
+from ..planning import replace_bound
 from .privacy import PrivacyRules
 from .records import dlt_column_hints, rows_with_json_values, types_from_schema
 from .typed_pages import page_decoder
 
+# The merge of a table for the rows it stages: the oldest time they hold, or None without rows.
+MergeFor = Callable[[datetime | None], TDeleteInsertStrategyDict]
+
 
 class TableOutput:
-    """Column types and destination fit of one table for one extraction of the source.
+    """Column types, destination fit and merge of one table for one extraction of the source.
 
-    Both are read on the first page, from the pipeline that extracts: a field that arrived in an
-    earlier run keeps its type (a value that does not fit goes to the field's `__v_json`
-    column), and the destination decides the file format and how JSON reaches dlt. Hints that
-    dlt keeps on the resource once merged are sent with the first page only: dlt validates a
-    resource's column hints again for every item that carries them.
+    Types and fit are read on the first page, from the pipeline that extracts: a field that
+    arrived in an earlier run keeps its type (a value that does not fit goes to the field's
+    `__v_json` column), and the destination decides the file format and how JSON reaches dlt.
+    Hints that dlt keeps on the resource once merged are sent with the first page only: dlt
+    validates a resource's column hints again for every item that carries them. The merge
+    depends on every row staged (its time bound): an item without rows carries it after the
+    last page (close).
     """
 
-    def __init__(self, table: str, known: dict[str, str]) -> None:
+    def __init__(self, table: str, known: dict[str, str], time_column: str) -> None:
         self.table = table
         self.known = known
+        self.time_column = time_column
         self._types: dict[str, str] | None = None
         self._fit: DestinationFit | None = None
         self._hinted = False
-        # Sent with the first page when set: a disposition that depends on the destination.
-        self.write_disposition: TDeleteInsertStrategyDict | None = None
+        self._last_schema: pa.Schema | None = None
+        self._oldest: datetime | None = None
+        # Set by the run: the merge for the oldest time staged (ProjectsReading.start).
+        self.merge: MergeFor | None = None
 
     def current(self) -> dict[str, str]:
         if self._types is None:
@@ -47,7 +59,28 @@ class TableOutput:
             self._fit = current_fit()
         return self._fit
 
-    def hand_over(self, table: pa.Table, new_columns: dict[str, str]) -> Any:
+    def hand_over(self, table: pa.Table, new_columns: dict[str, str]) -> Iterator[Any]:
+        """`table` as dlt should receive it; its oldest time counts for the merge (close)."""
+        if not table.num_rows:
+            return
+        oldest = pc.min(table[self.time_column]).as_py()
+        if oldest is not None and (self._oldest is None or oldest < self._oldest):
+            self._oldest = oldest
+        self._last_schema = table.schema
+        yield self._item(table, new_columns, merge=None)
+
+    def close(self) -> Iterator[Any]:
+        """After the last page, no rows: the merge for every row staged, as a hint dlt keeps."""
+        if self._last_schema is not None and self.merge is not None:
+            merge = self.merge(replace_bound(self._oldest))
+            yield self._item(self._last_schema.empty_table(), {}, merge=merge)
+
+    def _item(
+        self,
+        table: pa.Table,
+        new_columns: dict[str, str],
+        merge: TDeleteInsertStrategyDict | None,
+    ) -> Any:
         """`table` as dlt should receive it: Arrow, or Python rows where JSON must be objects."""
         first, self._hinted = not self._hinted, True
         fit = self.fit()
@@ -58,13 +91,12 @@ class TableOutput:
             # does for the other destinations.
             columns = {**self.known, **columns}
         file_format = fit.file_format if first else None
-        write_disposition = self.write_disposition if first else None
-        if not columns and file_format is None and write_disposition is None:
+        if not columns and file_format is None and merge is None:
             return items
         hints = dlt.mark.make_hints(
             columns=dlt_column_hints(columns) if columns else None,
             file_format=file_format,
-            write_disposition=write_disposition,
+            write_disposition=merge,
         )
         return dlt.mark.with_hints(items, hints)
 
