@@ -75,7 +75,7 @@ TURN_KEY: Final = ("project_id", "conversation_id", "turn_index")
 # A conversation loaded again replaces its row and all of its turns: each delete is scoped by
 # the staged conversations (dlt's key-based delete would match `primary key OR merge key`,
 # which DuckDB cannot run as a hash join) and bounded in time, so that it reads the recent
-# rows only (ReplaceBound). The bound and the scope depend on the staged rows, the destination
+# rows only (planning.replace_bound). The bound and the scope depend on the staged rows, the destination
 # and the pipeline's history: the last item of each table carries them (TableOutput.close).
 CONVERSATIONS_MERGE: Final[TDeleteInsertStrategyDict] = DestinationFit.of(None).conversations_merge(None)
 TURNS_MERGE: Final[TDeleteInsertStrategyDict] = DestinationFit.of(None).turns_merge(None)

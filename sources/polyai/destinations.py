@@ -78,7 +78,7 @@ class DestinationFit:
     def conversations_merge(self, since: datetime | None) -> TDeleteInsertStrategyDict:
         """The merge of `conversations`: each staged conversation replaces its row.
 
-        `since` is a time that every replaced row started at or after (ReplaceBound): the
+        `since` is a time that every replaced row started at or after (planning.replace_bound): the
         delete reads only the rows since then, however long the history grows.
         """
         staged = "staged.project_id = conversations.project_id AND staged.id = conversations.id"

@@ -3,7 +3,7 @@
 Its state was one project's, kept at the top of the source state, and its `turns` rows have no
 `project_id` or `account_id`. The state moves to the project the top-level settings name
 (state.project_states); until that project's old turns rows have their ids, a load's delete
-reads them as that project's (DestinationFit.turns_scope), and the run after the one that added
+reads them as that project's (DestinationFit.turns_merge), and the run after the one that added
 the columns fills them in (fill_legacy_turns).
 """
 
