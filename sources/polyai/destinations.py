@@ -20,6 +20,7 @@ import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.schema.typing import TColumnSchema, TDeleteInsertStrategyDict
 
+from .shaping.records import dlt_column_hints
 from .shaping.text_repair import TextRepair, destination_keeps_nul
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ def layout_hints(time_column: str, key: Sequence[str]) -> tuple[TColumnSchema, d
     Both apply when dlt creates the table; other destinations ignore them. Returns the hints
     of `time_column` and the table's.
     """
-    column: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True, "cluster": True}
+    column = dlt_column_hints({time_column: "timestamp"})[time_column]
+    column["cluster"] = True
     column["x-bigquery-partition"] = True  # type: ignore[typeddict-unknown-key]
     return column, {"x-bigquery-cluster-columns": list(key)}
 
