@@ -210,7 +210,7 @@ class PolyAISourceConfiguration(BaseConfiguration):
     max_pending_hours: float = 24.0
     """A conversation still in progress this long after it started is no longer re-pulled."""
     window_hours: float | None = None
-    """Slices of the main window; default: concurrency x SLICES_PER_WORKER slices of 1-24 hours."""
+    """Slices of the main window; default: concurrency x slices_per_worker(limit) slices of 1-24 h."""
     # Not dlt's `[runtime] request_timeout`, `request_max_attempts`, `request_backoff_factor`,
     # `request_max_retry_delay`: they mean other things (one timeout for connect and read, where
     # a large page needs a long read but a dead host should fail fast; no retry of a 200 whose

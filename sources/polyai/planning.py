@@ -25,12 +25,14 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from .settings import (
+    LARGE_PAGE,
     MAX_REPULL_WINDOWS,
     MAX_SLICE_SPAN,
     MIN_PARALLEL_SPAN,
     REPLACE_MARGIN,
     REPULL_PADDING,
     SLICES_PER_WORKER,
+    SLICES_PER_WORKER_LARGE_PAGES,
 )
 
 # Finished-only re-pulls that may miss a conversation (it is still in progress) before one
@@ -108,13 +110,20 @@ def split_window(start: datetime, end: datetime, max_span: timedelta | None) -> 
     return windows
 
 
-def slice_span(start: datetime, end: datetime, concurrency: int) -> timedelta:
-    """A slice length that gives every worker a few windows and lets a load stop between them.
+def slices_per_worker(page_size: int) -> int:
+    """Windows per worker for pages of `page_size` conversations (settings.LARGE_PAGE)."""
+    return SLICES_PER_WORKER_LARGE_PAGES if page_size >= LARGE_PAGE else SLICES_PER_WORKER
+
+
+def slice_span(
+    start: datetime, end: datetime, concurrency: int, per_worker: int = SLICES_PER_WORKER
+) -> timedelta:
+    """A slice length that gives every worker `per_worker` windows and lets a load stop between them.
 
     Never shorter than MIN_PARALLEL_SPAN (an incremental run stays one window), never longer
     than MAX_SLICE_SPAN (a backfill load can stop after any day: max_conversations_per_load).
     """
-    span = (end - start) / (concurrency * SLICES_PER_WORKER)
+    span = (end - start) / (concurrency * per_worker)
     return min(max(span, MIN_PARALLEL_SPAN), MAX_SLICE_SPAN)
 
 
@@ -221,6 +230,7 @@ def plan_run(
     max_window_span: timedelta | None = None,
     concurrency: int = 1,
     misses: Mapping[str, int] | None = None,
+    per_worker: int = SLICES_PER_WORKER,
 ) -> RunPlan:
     """Everything one run will read, decided up front from the saved state and the clock."""
     keep, expired = split_expired(pending, now, max_pending_age)
@@ -232,7 +242,8 @@ def plan_run(
     main_start, main_end = bounds
     if max_window_span is None:
         main_windows = taper(
-            split_window(main_start, main_end, slice_span(main_start, main_end, concurrency)), concurrency
+            split_window(main_start, main_end, slice_span(main_start, main_end, concurrency, per_worker)),
+            concurrency,
         )
     else:
         main_windows = split_window(main_start, main_end, max_window_span)

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from .config import ConfigurationError
 from .planning import Window, slice_span, split_window, taper
+from .settings import SLICES_PER_WORKER
 
 SETTING: Final = "resync"
 
@@ -169,14 +170,19 @@ def resume(stored: ResyncProgress | None, resync: ResyncRange) -> ResyncProgress
 
 
 def resync_windows(
-    read_to: datetime, end: datetime, concurrency: int, window_span: timedelta | None = None
+    read_to: datetime,
+    end: datetime,
+    concurrency: int,
+    window_span: timedelta | None = None,
+    per_worker: int = SLICES_PER_WORKER,
 ) -> list[Window]:
     """The windows left to read, in time order, cut as a run cuts its main window."""
     if read_to >= end:
         return []
     if window_span is not None:
         return split_window(read_to, end, window_span)
-    return taper(split_window(read_to, end, slice_span(read_to, end, concurrency)), concurrency)
+    span = slice_span(read_to, end, concurrency, per_worker)
+    return taper(split_window(read_to, end, span), concurrency)
 
 
 def read_after(windows: Sequence[Window], handed_out: int, end: datetime) -> tuple[datetime, bool]:

@@ -22,6 +22,7 @@ from dlt.destinations.sql_client import SqlClientBase
 from .destinations import DestinationFit, destination_type
 from .http.client import PolyAIClient
 from .operations import pipeline_lock
+from .planning import slices_per_worker
 from .projects import ProjectSettings
 from .resync import ResyncProgress, ResyncRange, resume, resync_windows
 from .resync_reading import resync_projects
@@ -137,7 +138,8 @@ def preview_project(
     client.text_repair = fit.text_repair()
     # A throw-away pending set: the dry run changes no state.
     tally = PageTally(connector, privacy, pending={})
-    for window in resync_windows(start, end, connector.concurrency, connector.window_span):
+    per_worker = slices_per_worker(connector.limit)
+    for window in resync_windows(start, end, connector.concurrency, connector.window_span, per_worker):
         for page in client.iter_pages(window):
             compare_page(preview, reader, connector.project_id, tally.take(page), types, legacy)
     preview.conversations, preview.turns = len(tally.kept), tally.turns

@@ -20,7 +20,7 @@ import dlt
 from . import run_report
 from .http.concurrent_windows import FetchLimit, WindowQueue
 from .loading import current_run_progress, load_until_caught_up
-from .planning import RunPlan
+from .planning import RunPlan, slices_per_worker
 from .project_runs import ProjectRun, ProjectsReading
 from .projects import ProjectSettings
 from .resync import ResyncProgress, ResyncRange, ResyncRangeError, read_after, resume, resync_windows
@@ -79,7 +79,11 @@ class ResyncReading(ProjectsReading):
             read_to = parse_timestamp(progress.read_to)
             assert read_to is not None
             windows = resync_windows(
-                read_to, self.resync.end_at(now), connector.concurrency, connector.window_span
+                read_to,
+                self.resync.end_at(now),
+                connector.concurrency,
+                connector.window_span,
+                slices_per_worker(connector.limit),
             )
         plan = RunPlan(main_windows=windows, repull_windows=[])
         # One window whatever the limit: each part moves on.

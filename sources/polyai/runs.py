@@ -26,6 +26,7 @@ from .planning import (
     next_misses,
     plan_run,
     record_status,
+    slices_per_worker,
     start_date_moved_earlier,
 )
 from .redaction import redact
@@ -55,6 +56,7 @@ def start_run(
         max_window_span=settings.window_span,
         concurrency=settings.concurrency,
         misses=state.repull_misses,
+        per_worker=slices_per_worker(settings.limit),
     )
     forget_expired(state.pending, plan, settings)
     note_start_date(state, settings)

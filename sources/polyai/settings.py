@@ -21,6 +21,13 @@ DEFAULT_CONCURRENCY: Final = 10
 # A backfill is cut into concurrency x SLICES_PER_WORKER windows so that workers stay busy
 # when traffic is uneven; an incremental run shorter than MIN_PARALLEL_SPAN stays one window.
 SLICES_PER_WORKER: Final = 4
+# With pages of LARGE_PAGE conversations or more, one window per worker (before the taper):
+# every window costs at least one request, and a slice of a few weeks' backfill often fits in
+# one large page, so more windows add requests and rounds of latency, not parallelism. With
+# small pages a window is many pages long and more windows keep the workers balanced
+# (docs/performance.md, "Windows and page size").
+SLICES_PER_WORKER_LARGE_PAGES: Final = 1
+LARGE_PAGE: Final = 500
 MIN_PARALLEL_SPAN: Final = timedelta(hours=1)
 # and never into windows longer than a day, so that a backfill load can stop after any day
 # (max_conversations_per_load) with a few windows still in flight, not weeks of them.

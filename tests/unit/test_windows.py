@@ -21,6 +21,7 @@ from sources.polyai.planning import (
     record_status,
     repull_windows,
     slice_span,
+    slices_per_worker,
     split_expired,
     split_window,
     start_date_moved_earlier,
@@ -265,6 +266,28 @@ def test_slices_give_each_worker_a_few_windows_between_an_hour_and_a_day() -> No
     assert slice_span(T0, T0 + 365 * DAY, 8) == MAX_SLICE_SPAN
     # One connection still gets windows, so that a long backfill can stop between them.
     assert slice_span(T0, T0 + DAY, 1) == DAY / 4
+
+
+def test_large_pages_get_one_window_per_worker_and_small_pages_several() -> None:
+    assert slices_per_worker(1000) == slices_per_worker(500) == 1
+    assert slices_per_worker(499) == slices_per_worker(50) == 4
+    # 10 days over 10 connections: a window a day with large pages, six hours with small ones.
+    assert slice_span(T0, T0 + 10 * DAY, 10, slices_per_worker(1000)) == DAY
+    assert slice_span(T0, T0 + 10 * DAY, 10, slices_per_worker(50)) == DAY / 4
+    large = plan_run(
+        cursor=None,
+        pending={},
+        now=T0 + 10 * DAY,
+        start_date=T0,
+        lookback=LOOKBACK,
+        max_pending_age=DAY,
+        concurrency=10,
+        per_worker=slices_per_worker(1000),
+    )
+    # One window per connection (none to taper), the whole span covered once.
+    assert len(large.main_windows) == 10
+    assert large.main_windows[0].start == T0 and large.main_windows[-1].end == T0 + 10 * DAY
+    assert all(a.end == b.start for a, b in itertools.pairwise(large.main_windows))
 
 
 def backfill_plan() -> tuple[RunPlan, datetime]:
