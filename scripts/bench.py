@@ -15,6 +15,9 @@ contender's own (the kernel's maximum resident set, read when the child is reape
 - `<latency-size>, 200 ms`: every response delayed, small pages (`--latency-limit`) so that the
   run is bound by latency, not by parsing: sequential paging with the same page size and delay
   (the baseline) vs the pipeline's concurrent windows.
+- `<large-page-size>, 500 ms`: pages of 1000 behind a slow API, where a page's decoding and
+  shaping are no longer small beside its latency: sequential paging vs the pipeline with the
+  default connections (`--large-page-size 0` skips it).
 
 It prints one table (`x baseline` compares with the baseline of the same case; `extract / load s`
 are the seconds of dlt's steps in the pipeline's runs), then a verdict on each target of the
@@ -389,12 +392,19 @@ def throughput_contenders(args: argparse.Namespace, base_url: str, workdir: str,
     return contenders
 
 
-def latency_contenders(args: argparse.Namespace, base_url: str, workdir: str, now: str) -> list[Contender]:
+def latency_contenders(
+    args: argparse.Namespace,
+    base_url: str,
+    workdir: str,
+    now: str,
+    limit: int | None = None,
+    concurrencies: list[int] | None = None,
+) -> list[Contender]:
     """Sequential paging vs concurrent windows, all with the same page size and added delay."""
     caps = (args.memory_cap_mb, args.time_cap)
-    limit = args.latency_limit
+    limit = limit or args.latency_limit
     contenders = [Contender(SEQUENTIAL, child("baseline", base_url=base_url, limit=limit), *caps)]
-    for concurrency in args.latency_concurrency:
+    for concurrency in concurrencies or args.latency_concurrency:
         contenders.append(
             Contender(
                 connections_label(concurrency),
@@ -458,6 +468,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--latency-limit", type=int, default=50, help="page size in the latency case")
     parser.add_argument("--latency-concurrency", type=int, nargs="+", default=[1, 4, DEFAULT_CONCURRENCY])
+    parser.add_argument(
+        "--large-page-size", type=int, default=30_000, help="conversations of the large-page case; 0 skips it"
+    )
+    parser.add_argument("--large-page-latency", type=float, default=0.5)
     parser.add_argument("--memory-cap-mb", type=float, default=4096)
     parser.add_argument("--time-cap", type=float, default=600)
     parser.add_argument("--rest-api-memory-cap-mb", type=float, default=2048)
@@ -476,9 +490,16 @@ def main() -> None:
         results += run_case(
             label(args.latency_size, args.latency), args.latency_size, args.latency, latency_contenders, args
         )
+    large_pages: frozenset[str] = frozenset()
+    if args.large_page_size:
+        case = label(args.large_page_size, args.large_page_latency)
+        concurrencies = args.latency_concurrency[-1:]
+        contenders = functools.partial(latency_contenders, limit=1000, concurrencies=concurrencies)
+        results += run_case(case, args.large_page_size, args.large_page_latency, contenders, args)
+        large_pages = frozenset({case})
     print(render_table(results))
     print()
-    print("\n".join(target_verdicts(results, args.latency_concurrency[-1])))
+    print("\n".join(target_verdicts(results, args.latency_concurrency[-1], large_pages)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ EXPECTED_ROWS = [
     ("300, 0 ms", "incremental, nothing new"),
     ("300, 200 ms", "sequential paging + parse"),
     ("300, 200 ms", "pipeline, 4 connections"),
+    ("300, 50 ms", "sequential paging + parse"),
+    ("300, 50 ms", "pipeline, 4 connections"),
 ]
 
 
@@ -40,6 +42,10 @@ def test_bench_prints_one_row_per_contender_and_every_load_succeeds() -> None:
             "4",
             "--latency-concurrency",
             "4",
+            "--large-page-size",
+            "300",
+            "--large-page-latency",
+            "0.05",
         ],
         capture_output=True,
         text=True,
@@ -53,7 +59,7 @@ def test_bench_prints_one_row_per_contender_and_every_load_succeeds() -> None:
     assert notes == [""] * len(EXPECTED_ROWS), notes  # no contender failed or hit a cap
     loaded = {(row[0], row[1]): row for row in cells}
     # Every backfill read every conversation the baseline read; the incremental run none.
-    for case in ("300, 0 ms", "300, 200 ms"):
+    for case in ("300, 0 ms", "300, 200 ms", "300, 50 ms"):
         conversations_per_second = [
             row[4]
             for (row_case, name), row in loaded.items()
@@ -71,6 +77,7 @@ def test_bench_prints_one_row_per_contender_and_every_load_succeeds() -> None:
         "  300, 0 ms: ",
         "peak RSS at most 300 MB at every size: ",
         "300, 200 ms, at least 4x faster than sequential paging: ",
+        "300, 50 ms, pages of 1000, at most 0.3x sequential paging: ",
         "incremental run with nothing new, under 2 s beyond the imports",
     ):
         assert target in verdicts, verdicts
