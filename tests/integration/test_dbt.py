@@ -141,6 +141,9 @@ def connector_db(tmp_path_factory: pytest.TempPathFactory) -> DbtRun:
             account_id=simulators[0].config.account_id,
             start_date=simulators[0].config.start.isoformat(),
             include_latency=True,
+            # Small pages: 4 windows per connection (planning.slices_per_worker), so that the
+            # backfill's first load stops with windows left.
+            limit=50,
         )
         # A backfill in several parts, then a run in which project b's key is refused.
         run_load(pipeline, functools.partial(make_source, projects=projects, max_conversations_per_load=150))

@@ -303,6 +303,9 @@ def test_dagster_assets_materialize_keep_state_and_build_the_marts(
     simulator, database = simulator_settings
     # The backfill takes several loads within the one materialization.
     monkeypatch.setenv("SOURCES__POLYAI__MAX_CONVERSATIONS_PER_LOAD", "30")
+    # Small pages: 4 windows per connection (planning.slices_per_worker), so that the first
+    # load stops with windows left whatever the order in which the connections start.
+    monkeypatch.setenv("SOURCES__POLYAI__LIMIT", "50")
     module = import_dagster_example()
     assets = [module.polyai_tables, module.polyai_dbt_marts]
     resources = {"dlt": DagsterDltResource()}
