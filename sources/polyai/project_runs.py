@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import dlt
+
 from . import run_report
 from .http.client import Page, PolyAIClient
 from .http.concurrent_windows import FetchLimit, ProjectFetch, WindowQueue
@@ -26,6 +28,7 @@ from .shaping.privacy import PrivacyRules
 from .shaping.table_output import TableOutput, typed_page_decoder
 from .state import LegacyOwner, SourceState, legacy_project_id, project_states
 from .upgrade import fill_legacy_turns, require_owner
+from .written_once import WRITTEN_ONCE_DESTINATIONS, StagedIds, replaces_nothing
 
 Clock = Callable[[], datetime]
 
@@ -166,3 +169,19 @@ class ProjectsReading:
             progress.labels.update({run.project.state_key: run.project.label for run in runs})
             progress.caught_up, progress.cursors = self.where_loaded_stand(loaded)
         self.warn_if_behind(loaded)
+        self.offer_appends(runs)
+
+    def offer_appends(self, runs: Sequence[ProjectRun]) -> None:
+        """Lets each table be appended where its merge would replace no loaded row (written_once)."""
+        conversation_output, turn_output = self.table_outputs
+        conversation_output.replaces_nothing = turn_output.replaces_nothing = None
+        if turn_output.fit().destination not in WRITTEN_ONCE_DESTINATIONS:
+            return
+        # A re-pulled conversation was loaded before: such a load merges, without a query.
+        if any(not run.plan.repull_targets.isdisjoint(run.tally.kept) for run in runs):
+            return
+        pipeline, staged = dlt.current.pipeline(), StagedIds([run.tally.kept for run in runs])
+        for output, id_column in ((conversation_output, "id"), (turn_output, "conversation_id")):
+            output.replaces_nothing = functools.partial(
+                replaces_nothing, pipeline, output.table, output.time_column, id_column, staged
+            )

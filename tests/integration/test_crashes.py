@@ -121,6 +121,23 @@ def test_a_kill_at_each_commit_point_then_a_rerun_doubles_and_loses_nothing(
     assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
 
 
+# A first backfill replaces no loaded row, so it is appended (sources/polyai/written_once.py):
+# each job writes its rows into the final table, and a kill after one committed leaves them there.
+@pytest.mark.parametrize("kill_at", ["after_job:conversations.parquet", "after_job:turns.parquet"])
+def test_a_first_backfill_killed_after_an_append_then_rerun_doubles_and_loses_nothing(
+    tmp_path: Path, world: tuple[Simulator, str], kill_at: str
+) -> None:
+    simulator, base_url = world
+    code = run_worker(base_url, tmp_path, simulator, kill_at)
+    assert code == -signal.SIGKILL, f"the worker was not killed at {kill_at} (exit {code})"
+    conversations, turns = tables(tmp_path / "crash.duckdb")
+    appended = conversations if kill_at.startswith("after_job:conversations") else turns
+    assert appended, "the killed load did not append its rows to the final table"
+    run_worker(base_url, tmp_path, simulator, "none")
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
+
+
 @pytest.mark.parametrize("kill_at", ["after_job:_polyai_runs.sql", "after_job:conversations.sql"])
 def test_a_kill_mid_load_leaves_no_run_history_row_without_its_data(
     tmp_path: Path, world: tuple[Simulator, str], kill_at: str

@@ -10,7 +10,7 @@ import dlt
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.schema.typing import TDeleteInsertStrategyDict
+from dlt.common.schema.typing import TDeleteInsertStrategyDict, TWriteDisposition
 
 from ..config import ConnectorSettings
 from ..destinations import DestinationFit, current_fit
@@ -44,8 +44,10 @@ class TableOutput:
         self._hinted = False
         self._last_schema: pa.Schema | None = None
         self._oldest: datetime | None = None
-        # Set by the run: the merge for the oldest time staged (ProjectsReading.start).
+        # Set by the run: the merge for the oldest time staged (ProjectsReading.start), and once
+        # every page is read, whether that merge would replace no loaded row (written_once).
         self.merge: MergeFor | None = None
+        self.replaces_nothing: Callable[[datetime], bool] | None = None
 
     def current(self) -> dict[str, str]:
         if self._types is None:
@@ -70,16 +72,20 @@ class TableOutput:
         yield self._item(table, new_columns, merge=None)
 
     def close(self) -> Iterator[Any]:
-        """After the last page, no rows: the merge for every row staged, as a hint dlt keeps."""
+        """After the last page, no rows: the merge for every row staged, as a hint dlt keeps, or
+        an append where that merge would replace no loaded row."""
         if self._last_schema is not None and self.merge is not None:
-            merge = self.merge(replace_bound(self._oldest))
-            yield self._item(self._last_schema.empty_table(), {}, merge=merge)
+            since = replace_bound(self._oldest)
+            disposition: TDeleteInsertStrategyDict | TWriteDisposition = self.merge(since)
+            if since is not None and self.replaces_nothing is not None and self.replaces_nothing(since):
+                disposition = "append"
+            yield self._item(self._last_schema.empty_table(), {}, merge=disposition)
 
     def _item(
         self,
         table: pa.Table,
         new_columns: dict[str, str],
-        merge: TDeleteInsertStrategyDict | None,
+        merge: TDeleteInsertStrategyDict | TWriteDisposition | None,
     ) -> Any:
         """`table` as dlt should receive it: Arrow, or Python rows where JSON must be objects."""
         first, self._hinted = not self._hinted, True

@@ -1,0 +1,62 @@
+"""A load whose rows replace no loaded row is appended, written once; any other load merges.
+
+The decision is the merge's own (rows since its bound whose conversation is staged): a first
+backfill appends, a load that re-reads loaded conversations merges, and both end at the truth.
+The kill tests of an appended load are in test_crashes.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from tests.integration.test_bounded_merge import merge_sql
+from tests.support.harness import make_harness
+from tests.support.truth import compare_tables
+from tests.support.warehouses import small_world
+
+
+def loaded_tables(pipeline: dlt.Pipeline) -> set[str]:
+    """The tables the last load wrote a file of rows to (appended, or copied into staging)."""
+    normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    assert normalized is not None and normalized.loads_ids, "no load was normalized"
+    jobs = pipeline.get_load_package_info(normalized.loads_ids[-1]).jobs["completed_jobs"]
+    return {job.job_file_info.table_name for job in jobs if not job.file_path.endswith(".sql")}
+
+
+def staged_rows(pipeline: dlt.Pipeline, table: str) -> int:
+    """Rows of `table` in dlt's staging dataset, where a merge copies them first (0 if none)."""
+    with pipeline.sql_client() as client, client.with_staging_dataset():
+        if not client.has_dataset():
+            return 0
+        qualified = client.make_qualified_table_name(table)
+        try:
+            rows = client.execute_sql(f"SELECT count(*) FROM {qualified}")
+        except DatabaseUndefinedRelation:  # a table dlt never created there
+            return 0
+        return int(rows[0][0]) if rows else 0
+
+
+def test_a_first_backfill_is_appended_and_a_load_that_meets_loaded_rows_merges(tmp_path: Path) -> None:
+    config, clock = small_world()
+    for harness in make_harness(tmp_path, config, clock, limit=7):
+        harness.run()
+        pipeline = harness.pipeline
+        assert {"conversations", "turns"} <= loaded_tables(pipeline)
+        assert not {"conversations", "turns"} & set(merge_sql(pipeline)), "a first backfill was merged"
+        assert staged_rows(pipeline, "conversations") == staged_rows(pipeline, "turns") == 0
+        first = harness.rows("conversations", "id")
+        assert first and harness.pending, "the first run should leave conversations in progress"
+
+        # In-progress conversations are read again: they are loaded rows, so this load merges.
+        clock.advance(timedelta(hours=14))
+        harness.run()
+        assert {"conversations", "turns"} <= set(merge_sql(pipeline)), "re-pulled rows were appended"
+        assert staged_rows(pipeline, "conversations") > 0
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        problems = compare_tables(harness.simulator.truth(), conversations, turns)
+        assert not problems, "\n".join(problems[:20])
