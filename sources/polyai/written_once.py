@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -31,9 +31,6 @@ logger = logging.getLogger(__name__)
 # Destinations whose merge writes every row twice (a staging copy, then an insert from it) and
 # where reading the rows since the bound prunes by the time column's min/max, without billing.
 WRITTEN_ONCE_DESTINATIONS: Final = frozenset({"duckdb"})
-
-# Whether the merge of the staged rows, bounded at a time, would replace no loaded row.
-ReplacesNothing = Callable[[datetime], bool]
 
 
 class StagedIds:
