@@ -26,6 +26,7 @@ from .operations import (
 )
 from .run_history import new_run_id
 from .state import LAST_RUN, PROJECTS, SourceState
+from .written_once import EarlierSightings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +51,8 @@ class RunProgress:
     # The run history's (`_polyai_runs`) run id, shared by the parts, and the part being loaded.
     run_id: str = field(default_factory=new_run_id)
     part: int = 0
+    # What the last part kept, for the next one not to stage again (written_once).
+    sightings: EarlierSightings | None = None
 
 
 # Set while load_until_caught_up runs its parts: a part that stops short is expected there.

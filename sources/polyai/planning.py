@@ -337,19 +337,23 @@ def replace_bound(oldest_staged: datetime | None, margin: timedelta = REPLACE_MA
     return bound.replace(minute=0, second=0, microsecond=0)
 
 
-def first_sightings(conversations: list[Any], seen: set[str]) -> list[Any]:
+def first_sightings(
+    conversations: list[Any], seen: set[str], loaded_before: Container[str] = frozenset()
+) -> list[Any]:
     """The conversations of one page that this run has not kept yet, each once; `seen` learns them.
 
     Whatever window sends a conversation, and whatever `started_at` it reports, the run keeps
     the first sighting: a server whose time filter disagrees with the `started_at` it reports
     (a timezone slip), one that sends more than each window asked for, pages served twice, or
     one id under two `started_at` values all land each conversation once. `seen` holds every id
-    of the run (one load), which stays a few MB at the default `max_conversations_per_load`.
+    of the load, which stays a few MB at the default `max_conversations_per_load`;
+    `loaded_before` the finished ones an earlier part of the same run committed.
     """
     kept = []
     for conversation in conversations:
-        if conversation["id"] not in seen:
-            seen.add(conversation["id"])
+        conversation_id = conversation["id"]
+        if conversation_id not in seen and conversation_id not in loaded_before:
+            seen.add(conversation_id)
             kept.append(conversation)
     return kept
 

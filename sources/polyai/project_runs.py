@@ -19,7 +19,7 @@ from . import run_report
 from .http.client import Page, PolyAIClient
 from .http.concurrent_windows import FetchLimit, ProjectFetch, WindowQueue
 from .live import LiveCounters
-from .loading import current_run_progress, warn_if_not_caught_up
+from .loading import RunProgress, current_run_progress, warn_if_not_caught_up
 from .planning import RunPlan
 from .projects import ProjectSettings
 from .run_history import ProjectHistory
@@ -28,7 +28,13 @@ from .shaping.privacy import PrivacyRules
 from .shaping.table_output import TableOutput, typed_page_decoder
 from .state import LegacyOwner, SourceState, legacy_project_id, project_states
 from .upgrade import fill_legacy_turns, require_owner
-from .written_once import WRITTEN_ONCE_DESTINATIONS, StagedIds, replaces_nothing
+from .written_once import (
+    WRITTEN_ONCE_DESTINATIONS,
+    EarlierSightings,
+    StagedIds,
+    load_committed,
+    replaces_nothing,
+)
 
 Clock = Callable[[], datetime]
 
@@ -94,7 +100,7 @@ class ProjectsReading:
         turn_output.merge = functools.partial(
             fit.turns_merge, legacy_project_id=legacy_project_id(source_state)
         )
-        now = self.clock()
+        now, earlier = self.clock(), self.earlier_sightings(progress)
         limit = FetchLimit(self.projects[0].connector.max_conversations_per_load)
         runs = []
         for project in projects:
@@ -105,6 +111,8 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
+            if earlier is not None:
+                tally.loaded_before = earlier.finished(project.state_key)
             fetch, history = ProjectFetch(client, queue, decoder), ProjectHistory.begin(state, plan)
             live = progress.live if progress is not None else None
             if live is not None:
@@ -170,6 +178,23 @@ class ProjectsReading:
             progress.caught_up, progress.cursors = self.where_loaded_stand(loaded)
         self.warn_if_behind(loaded)
         self.offer_appends(runs)
+        if progress is not None:
+            progress.sightings = self.sightings(loaded)
+
+    def earlier_sightings(self, progress: RunProgress | None) -> EarlierSightings | None:
+        """What the last part of this run kept, once the destination has recorded its load."""
+        sightings = progress.sightings if progress is not None else None
+        if sightings is None or not load_committed(dlt.current.pipeline(), sightings.load_id):
+            return None
+        return sightings
+
+    def sightings(self, loaded: Sequence[ProjectRun]) -> EarlierSightings | None:
+        """What this part keeps, for the next part of the run not to stage it again (written_once)."""
+        if self.table_outputs[1].fit().destination not in WRITTEN_ONCE_DESTINATIONS:
+            return None
+        load_id = dlt.current.load_package_state()["load_id"]
+        kept = {run.project.state_key: (run.tally.kept, frozenset(run.state.pending)) for run in loaded}
+        return EarlierSightings(load_id, kept)
 
     def offer_appends(self, runs: Sequence[ProjectRun]) -> None:
         """Lets each table be appended where its merge would replace no loaded row (written_once)."""

@@ -29,6 +29,7 @@ from .runs import failure_report
 from .shaping.records import parse_timestamp
 from .state import SourceState
 from .warehouse_reads import ids_in_range, matched_and_missing, warehouse
+from .written_once import EarlierSightings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,6 +116,10 @@ class ResyncReading(ProjectsReading):
         }
         run.state.save_pending()
         run.state.resync = progress.after_part(read_to, done, counts).stored()
+
+    def sightings(self, loaded: Sequence[ProjectRun]) -> EarlierSightings | None:
+        # Each part reads a range of its own and counts what it did not serve: all is staged.
+        return None
 
     def record_failure(self, run: ProjectRun) -> None:
         # A resync's failure is its own: the project's last run stays as the schedule left it.

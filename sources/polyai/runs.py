@@ -7,6 +7,7 @@ state a run changes: the cursor, the pending set and the re-pull misses.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +96,8 @@ class PageTally:
     privacy: PrivacyRules
     pending: dict[str, str]
     kept: set[str] = field(default_factory=set)
+    # Finished conversations an earlier part of this run committed (written_once.EarlierSightings).
+    loaded_before: Container[str] = frozenset()
     outside: timedelta = timedelta(0)
     hidden_transcripts: int = 0
     turns: int = 0
@@ -104,7 +107,7 @@ class PageTally:
         conversations = normalized(page.conversations, self.settings.api_version)
         self.outside = max(self.outside, furthest_outside(conversations, page.window))
         # Each conversation once per run, whatever the windows and the server's filter.
-        conversations = first_sightings(conversations, self.kept)
+        conversations = first_sightings(conversations, self.kept, self.loaded_before)
         if self.privacy.active:
             conversations = [apply_privacy(c, self.privacy) for c in conversations]
         for conversation in conversations:

@@ -11,13 +11,21 @@ only the rows since that bound, so it costs what the bounded delete reads, not t
 A kill while such a load is in the destination leaves the rows it had appended; the next run
 aborts that load and reads its range again (operations.abort_started_loads), finds those rows
 since its bound, and so merges: they are replaced, not doubled.
+
+Each part of a backfill reads the lookback before its cursor again, so it would meet the rows
+the part before it loaded and merge. A run keeps the first sighting of each conversation
+(planning.first_sightings): the finished conversations that the part before committed, in
+this run, are not staged again (EarlierSightings), once the destination has recorded that
+part's load. Whatever else a part re-reads (a late arrival, a conversation still in progress)
+is staged, and the check above still decides.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -73,3 +81,44 @@ def replaces_nothing(
         logger.info("reading %s since %s failed (%s): the load merges", table, since, type(error).__name__)
         return False
     return True
+
+
+@dataclass(frozen=True)
+class EarlierSightings:
+    """What one part of a run kept, for the next part: its load and each project's finished ids."""
+
+    load_id: str
+    # state key -> (the conversations the part kept, those of them still in progress)
+    kept: Mapping[str, tuple[Collection[str], Collection[str]]]
+
+    def finished(self, state_key: str) -> Container[str]:
+        kept, pending = self.kept.get(state_key, ((), ()))
+        return FinishedIds(kept, pending)
+
+
+@dataclass(frozen=True)
+class FinishedIds:
+    kept: Container[str]
+    pending: Container[str]
+
+    def __contains__(self, conversation_id: object) -> bool:
+        return conversation_id in self.kept and conversation_id not in self.pending
+
+
+def load_committed(pipeline: dlt.Pipeline, load_id: str) -> bool:
+    """Whether the destination recorded `load_id` as loaded (its row in `_dlt_loads`, status 0).
+
+    A read that fails answers False: the next part then stages what it re-reads, and merges.
+    """
+    try:
+        with warehouse(pipeline) as client:
+            if client is None:
+                return False
+            loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
+            sql = f"SELECT count(*) FROM {loads} WHERE load_id = %s AND status = 0"
+            with client.execute_query(sql, load_id) as cursor:
+                row = cursor.fetchone()
+                return bool(row and row[0])
+    except Exception as error:  # whatever fails here only costs the append
+        logger.info("reading whether load %s was committed failed (%s)", load_id, type(error).__name__)
+        return False

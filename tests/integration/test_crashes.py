@@ -138,6 +138,29 @@ def test_a_first_backfill_killed_after_an_append_then_rerun_doubles_and_loses_no
     assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator)
 
 
+# The parts after the first append too: they do not stage again what the part before committed.
+@pytest.mark.parametrize("kill_at", ["after_job:conversations.parquet#2", "after_job:turns.parquet#2"])
+def test_a_backfill_killed_after_an_append_of_its_second_part_then_rerun_doubles_and_loses_nothing(
+    tmp_path: Path, world: tuple[Simulator, str], kill_at: str
+) -> None:
+    simulator, base_url = world
+    small_loads = {"max_conversations_per_load": 30, "window_hours": 0.25}
+    code = run_worker(base_url, tmp_path, simulator, kill_at, small_loads)
+    assert code == -signal.SIGKILL, f"the worker was not killed at {kill_at} (exit {code})"
+    table = "conversations" if kill_at.startswith("after_job:conversations") else "turns"
+    assert rows_beyond_committed_parts(tmp_path / "crash.duckdb", table), "the second part was not appended"
+    run_worker(base_url, tmp_path, simulator, "none", small_loads)
+    assert_each_visible_conversation_once(tmp_path / "crash.duckdb", simulator)
+    assert_at_the_truth_once_all_finished(base_url, tmp_path, simulator, small_loads)
+
+
+def rows_beyond_committed_parts(database: Path, table: str) -> int:
+    """Rows of `table` beyond what the committed parts loaded (`_polyai_runs`): a killed load's."""
+    conversations, turns = tables(database)
+    committed = sum(row[table] for row in committed_runs(database))
+    return len(conversations if table == "conversations" else turns) - committed
+
+
 @pytest.mark.parametrize("kill_at", ["after_job:_polyai_runs.sql", "after_job:conversations.sql"])
 def test_a_kill_mid_load_leaves_no_run_history_row_without_its_data(
     tmp_path: Path, world: tuple[Simulator, str], kill_at: str

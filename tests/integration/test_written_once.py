@@ -2,7 +2,9 @@
 
 The decision is the merge's own (rows since its bound whose conversation is staged): a first
 backfill appends, a load that re-reads loaded conversations merges, and both end at the truth.
-The kill tests of an appended load are in test_crashes.py.
+The later parts of a backfill do not stage again the finished conversations that the part
+before them committed (their lookback re-reads them), so they append too. The kill tests of an
+appended load are in test_crashes.py.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import dlt
+import pytest
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
+from polyai_simulator import SimClock, SimConfig
+from sources.polyai.written_once import load_committed
 from tests.integration.test_bounded_merge import merge_sql
-from tests.support.harness import make_harness
+from tests.support.harness import T0, make_harness
 from tests.support.truth import compare_tables
 from tests.support.warehouses import small_world
 
@@ -60,3 +65,44 @@ def test_a_first_backfill_is_appended_and_a_load_that_meets_loaded_rows_merges(t
         turns = harness.rows("turns", "conversation_id, turn_index")
         problems = compare_tables(harness.simulator.truth(), conversations, turns)
         assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("limit", [7, 40])
+def test_every_part_of_a_backfill_is_appended_and_counts_each_conversation_once(
+    tmp_path: Path, limit: int
+) -> None:
+    """Each part reads the lookback before its cursor again: what it re-reads, the part before
+    committed, finished, in this run. Those are not staged again, so every part appends, the
+    staging dataset stays empty, and the run counts each conversation once."""
+    # Finished traffic: a part that re-reads a conversation still in progress merges (above).
+    config = SimConfig(
+        seed=41, n_conversations=400, start=T0, end=T0 + timedelta(hours=30), long_running_fraction=0.0
+    )
+    clock = SimClock(T0 + timedelta(hours=31))
+    for harness in make_harness(tmp_path, config, clock, limit=limit):
+        summary = harness.run(max_conversations_per_load=60, concurrency=2, lookback_minutes=120)
+        assert summary.caught_up and summary.loads >= 3, summary.loads
+        staged = staged_rows(harness.pipeline, "conversations"), staged_rows(harness.pipeline, "turns")
+        assert staged == (0, 0), f"a part of the backfill was merged: {staged} rows staged"
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        assert summary.conversations == len(conversations), (summary.conversations, len(conversations))
+        assert summary.turns == len(turns), (summary.turns, len(turns))
+        parts = [row for row in harness.rows("_polyai_runs", "_dlt_load_id") if row["kind"] == "run"]
+        assert len(parts) == summary.loads
+        assert sum(row["conversations"] for row in parts) == len(conversations)
+        problems = compare_tables(harness.simulator.truth(), conversations, turns)
+        assert not problems, "\n".join(problems[:20])
+
+
+def test_only_a_load_the_destination_recorded_counts_as_committed(tmp_path: Path) -> None:
+    """The next part skips what the last one kept only once `_dlt_loads` holds that load."""
+    config, clock = small_world()
+    for harness in make_harness(tmp_path, config, clock, limit=7):
+        assert not load_committed(harness.pipeline, "1764000000.0"), "nothing was loaded yet"
+        harness.run()
+        trace = harness.pipeline.last_trace
+        assert trace is not None and trace.last_normalize_info is not None
+        load_id = trace.last_normalize_info.loads_ids[-1]
+        assert load_committed(harness.pipeline, load_id)
+        assert not load_committed(harness.pipeline, f"{load_id}1")

@@ -9,7 +9,8 @@ KILL_AT, one of:
   after_normalize_commit (committed, its extracted copy not yet deleted);
 - after_job:TABLE.KIND (the first load job of that table and kind, e.g. `turns.parquet` for
   the staging copy, `turns.sql` for the merge, `_dlt_pipeline_state` for the state row:
-  committed in the destination, before dlt records it done).
+  committed in the destination, before dlt records it done); after_job:TABLE.KIND#N, the Nth
+  such job of the run (#2: the second part's, in a backfill of one file per table and part).
 POLYAI_TEST_LOAD_OPTIONS: JSON of extra source options.
 POLYAI_TEST_RESYNC: JSON {"from": ISO, "to": ISO}: the run is a resync of that range.
 POLYAI_TEST_PLAIN_DLT=1: the run is dlt's own `dlt.pipeline(...).run(polyai_source())`, not
@@ -67,12 +68,16 @@ def kill_after_job(pattern: str) -> None:
     recorded by dlt (neither its pending transition nor its move to completed_jobs), the
     instant at which dlt's at-least-once delivery runs the job again.
     """
+    pattern, _, nth = pattern.partition("#")
     table, _, kind = pattern.partition(".")
     original = RunnableLoadJob.run_managed
+    matched = {"count": 0}
 
     def run_managed(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         name = Path(self._file_path).name
-        if name.startswith(f"{table}.") and (not kind or f".{kind}" in name):
+        matches = name.startswith(f"{table}.") and (not kind or f".{kind}" in name)
+        matched["count"] += matches
+        if matches and matched["count"] == int(nth or 1):
             run = self.run
 
             def run_then_die() -> None:

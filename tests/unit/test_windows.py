@@ -29,6 +29,7 @@ from sources.polyai.planning import (
     windows_past,
 )
 from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
+from sources.polyai.written_once import EarlierSightings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 LOOKBACK = timedelta(minutes=15)
@@ -216,6 +217,17 @@ def test_first_sightings_keep_each_conversation_once_per_run_whatever_its_starte
         {"id": "CK", "started_at": iso(T0)}
     ]
     assert seen == {"CI", "CJ", "CK"}
+
+
+def test_first_sightings_skip_the_finished_conversations_an_earlier_part_committed() -> None:
+    """Only the ids the earlier part kept finished are skipped; one it kept in progress is read."""
+    earlier = EarlierSightings("1", {"project": ({"CA", "CB"}, frozenset({"CB"}))})
+    loaded_before = earlier.finished("project")
+    page = [{"id": "CA"}, {"id": "CB"}, {"id": "CC"}]
+    seen: set[str] = set()
+    assert first_sightings(page, seen, loaded_before) == [{"id": "CB"}, {"id": "CC"}]
+    assert seen == {"CB", "CC"}
+    assert first_sightings(page, set(), earlier.finished("another project")) == page
 
 
 def test_drop_repeats_keeps_the_first_of_each_id_within_and_across_pages() -> None:
