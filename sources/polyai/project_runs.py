@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import dlt
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 
 from . import run_report
 from .http.client import Page, PolyAIClient
@@ -192,7 +193,10 @@ class ProjectsReading:
         """What this part keeps, for the next part of the run not to stage it again (written_once)."""
         if self.table_outputs[1].fit().destination not in WRITTEN_ONCE_DESTINATIONS:
             return None
-        load_id = dlt.current.load_package_state()["load_id"]
+        try:
+            load_id = dlt.current.load_package_state()["load_id"]
+        except CurrentLoadPackageStateNotAvailable:  # read outside a pipeline's extraction
+            return None
         kept = {run.project.state_key: (run.tally.kept, frozenset(run.state.pending)) for run in loaded}
         return EarlierSightings(load_id, kept)
 
