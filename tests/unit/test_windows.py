@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sources.polyai.http.client import drop_repeats
 from sources.polyai.http.concurrent_windows import WindowQueue
 from sources.polyai.planning import (
     RunPlan,
@@ -230,11 +229,11 @@ def test_first_sightings_skip_the_finished_conversations_an_earlier_part_committ
     assert first_sightings(page, set(), earlier.finished("another project")) == page
 
 
-def test_drop_repeats_keeps_the_first_of_each_id_within_and_across_pages() -> None:
+def test_a_window_keeps_the_first_of_each_id_within_and_across_pages() -> None:
     seen: set[str] = set()
     page = [{"id": "A"}, {"id": "B"}, {"id": "A"}]
-    assert drop_repeats(page, seen) == [{"id": "A"}, {"id": "B"}]
-    assert drop_repeats([{"id": "B"}, {"id": "C"}], seen) == [{"id": "C"}]
+    assert first_sightings(page, seen) == [{"id": "A"}, {"id": "B"}]
+    assert first_sightings([{"id": "B"}, {"id": "C"}], seen) == [{"id": "C"}]
     assert seen == {"A", "B", "C"}
 
 

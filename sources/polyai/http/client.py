@@ -16,7 +16,7 @@ import requests
 from requests import Response
 
 from ..config import ConfigurationError, ConnectorSettings
-from ..planning import Window
+from ..planning import Window, first_sightings
 from ..redaction import redact, redact_optional
 from ..settings import API_KEY_HEADER, CORRELATION_HEADER, REGION_BASE_URL, REGIONS
 from ..shaping.text_repair import TextRepair
@@ -201,7 +201,7 @@ class PolyAIClient:
             progress.asking(params.get("cursor"))
             page, cursor, next_offset = self._next_page(params, window, decode_budget, decoder)
             received = len(page.conversations)
-            page.conversations = drop_repeats(page.conversations, seen)
+            page.conversations = first_sightings(page.conversations, seen)
             if cursor or next_offset is not None:
                 offset = int(params.get("offset", 0))
                 stall = progress.stall(len(page.conversations), received, cursor, next_offset, offset)
@@ -374,16 +374,6 @@ def _decode(content: bytes, decoder: msgspec.json.Decoder[Any] | None) -> Decode
     if not isinstance(body, dict):
         return None
     return DecodedPage(body.get("conversations") or [], body.get("cursor"), body.get("next_offset"))
-
-
-def drop_repeats(conversations: list[Any], seen: set[str]) -> list[Any]:
-    """The conversations whose id is not in `seen`, each once; `seen` learns them."""
-    kept = []
-    for conversation in conversations:
-        if conversation["id"] not in seen:
-            seen.add(conversation["id"])
-            kept.append(conversation)
-    return kept
 
 
 def describe(window: Window) -> str:
