@@ -19,7 +19,7 @@ widest window the run warns: a conversation is never left pending in silence.
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Container, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -338,7 +338,7 @@ def replace_bound(oldest_staged: datetime | None, margin: timedelta = REPLACE_MA
 
 
 def first_sightings(
-    conversations: list[Any], seen: set[str], loaded_before: Container[str] = frozenset()
+    conversations: list[Any], seen: set[str], loaded_before: Callable[[Any], bool] | None = None
 ) -> list[Any]:
     """The conversations of one page that this run has not kept yet, each once; `seen` learns them.
 
@@ -347,14 +347,15 @@ def first_sightings(
     (a timezone slip), one that sends more than each window asked for, pages served twice, or
     one id under two `started_at` values all land each conversation once. `seen` holds every id
     of the load, which stays a few MB at the default `max_conversations_per_load`;
-    `loaded_before` the finished ones an earlier part of the same run committed.
+    `loaded_before` tells the sightings an earlier part of the same run committed.
     """
     kept = []
     for conversation in conversations:
         conversation_id = conversation["id"]
-        if conversation_id not in seen and conversation_id not in loaded_before:
-            seen.add(conversation_id)
-            kept.append(conversation)
+        if conversation_id in seen or (loaded_before is not None and loaded_before(conversation)):
+            continue
+        seen.add(conversation_id)
+        kept.append(conversation)
     return kept
 
 

@@ -26,12 +26,14 @@ from .projects import ProjectSettings
 from .run_history import ProjectHistory
 from .runs import PageTally, close_run, failure_report, record_failure, start_run
 from .shaping.privacy import PrivacyRules
+from .shaping.records import parse_timestamp
 from .shaping.table_output import TableOutput, typed_page_decoder
 from .state import LegacyOwner, SourceState, legacy_project_id, project_states
 from .upgrade import fill_legacy_turns, require_owner
 from .written_once import (
     WRITTEN_ONCE_DESTINATIONS,
     EarlierSightings,
+    PartSightings,
     StagedIds,
     load_committed,
     replaces_nothing,
@@ -112,8 +114,9 @@ class ProjectsReading:
             client.text_repair = fit.text_repair()
             decoder = typed_page_decoder(project.connector, self.privacy, *self.table_outputs)
             tally = PageTally(project.connector, self.privacy, state.pending)
-            if earlier is not None:
-                tally.loaded_before = earlier.finished(project.state_key)
+            sightings = earlier.of(project.state_key) if earlier is not None else None
+            if sightings is not None:
+                tally.loaded_before = sightings.committed
             fetch, history = ProjectFetch(client, queue, decoder), ProjectHistory.begin(state, plan)
             live = progress.live if progress is not None else None
             if live is not None:
@@ -197,8 +200,13 @@ class ProjectsReading:
             load_id = dlt.current.load_package_state()["load_id"]
         except CurrentLoadPackageStateNotAvailable:  # read outside a pipeline's extraction
             return None
-        kept = {run.project.state_key: (run.tally.kept, frozenset(run.state.pending)) for run in loaded}
-        return EarlierSightings(load_id, kept)
+        projects = {
+            run.project.state_key: PartSightings(
+                run.tally.kept, frozenset(run.state.pending), parse_timestamp(run.state.cursor)
+            )
+            for run in loaded
+        }
+        return EarlierSightings(load_id, projects)
 
     def offer_appends(self, runs: Sequence[ProjectRun]) -> None:
         """Lets each table be appended where its merge would replace no loaded row (written_once)."""

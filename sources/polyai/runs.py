@@ -7,7 +7,7 @@ state a run changes: the cursor, the pending set and the re-pull misses.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,8 +96,8 @@ class PageTally:
     privacy: PrivacyRules
     pending: dict[str, str]
     kept: set[str] = field(default_factory=set)
-    # Finished conversations an earlier part of this run committed (written_once.EarlierSightings).
-    loaded_before: Container[str] = frozenset()
+    # Whether a sighting was committed by an earlier part of this run (written_once.PartSightings).
+    loaded_before: Callable[[Any], bool] | None = None
     outside: timedelta = timedelta(0)
     hidden_transcripts: int = 0
     turns: int = 0

@@ -16,15 +16,15 @@ Each part of a backfill reads the lookback before its cursor again, so it would 
 the part before it loaded and merge. A run keeps the first sighting of each conversation
 (planning.first_sightings): the finished conversations that the part before committed, in
 this run, are not staged again (EarlierSightings), once the destination has recorded that
-part's load. Whatever else a part re-reads (a late arrival, a conversation still in progress)
-is staged, and the check above still decides.
+part's load. Whatever else a part re-reads (a late arrival, a conversation still in progress,
+one reported past that part's cursor) is staged, and the check above still decides.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection, Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -32,6 +32,7 @@ from typing import Any, Final
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 
+from .shaping.records import parse_timestamp
 from .warehouse_reads import FETCH_ROWS, warehouse
 
 logger = logging.getLogger(__name__)
@@ -84,33 +85,44 @@ def replaces_nothing(
 
 
 @dataclass(frozen=True)
-class EarlierSightings:
-    """What one part of a run kept, for the next part: its load and each project's finished ids."""
+class PartSightings:
+    """What a committed part kept of one project: its conversations, those of them still in
+    progress, and the cursor it moved to."""
 
-    load_id: str
-    # state key -> (the conversations the part kept, those of them still in progress)
-    kept: Mapping[str, tuple[Collection[str], Collection[str]]]
+    kept: Container[str]
+    pending: Container[str]
+    cursor: datetime | None
 
-    def finished(self, state_key: str) -> Container[str]:
-        kept, pending = self.kept.get(state_key, ((), ()))
-        return FinishedIds(kept, pending)
+    def committed(self, conversation: Any) -> bool:
+        """Whether this sighting was committed finished, within that part's span: the next part
+        does not stage it again. One served after that cursor is staged (and counted new there)."""
+        if self.cursor is None or conversation["id"] not in self.kept or conversation["id"] in self.pending:
+            return False
+        started_at = parse_timestamp(conversation["started_at"])
+        return started_at is not None and started_at < self.cursor
 
 
 @dataclass(frozen=True)
-class FinishedIds:
-    kept: Container[str]
-    pending: Container[str]
+class EarlierSightings:
+    """What one part of a run kept, for the next part: its load, and each project's sightings."""
 
-    def __contains__(self, conversation_id: object) -> bool:
-        return conversation_id in self.kept and conversation_id not in self.pending
+    load_id: str
+    # state key -> what the part kept of that project
+    projects: Mapping[str, PartSightings]
+
+    def of(self, state_key: str) -> PartSightings | None:
+        return self.projects.get(state_key)
 
 
 def load_committed(pipeline: dlt.Pipeline, load_id: str) -> bool:
-    """Whether the destination recorded `load_id` as loaded (its row in `_dlt_loads`, status 0).
+    """Whether the destination recorded `load_id` as loaded (its row in `_dlt_loads`, status 0)
+    with no job failed (dlt records a load whose failed jobs it was told not to raise).
 
     A read that fails answers False: the next part then stages what it re-reads, and merges.
     """
     try:
+        if pipeline.get_load_package_info(load_id).jobs["failed_jobs"]:
+            return False
         with warehouse(pipeline) as client:
             if client is None:
                 return False

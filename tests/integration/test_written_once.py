@@ -106,3 +106,27 @@ def test_only_a_load_the_destination_recorded_counts_as_committed(tmp_path: Path
         load_id = trace.last_normalize_info.loads_ids[-1]
         assert load_committed(harness.pipeline, load_id)
         assert not load_committed(harness.pipeline, f"{load_id}1")
+
+
+def test_a_backfill_in_parts_from_a_server_whose_filter_is_offset_ends_at_the_truth(tmp_path: Path) -> None:
+    """A filter an hour ahead of the reported started_at sends each part conversations past its
+    cursor and, to the next part, ones the part before committed: the next part skips only
+    those started before that cursor, and the tables end at the truth, each row once."""
+    config = SimConfig(
+        seed=43,
+        n_conversations=300,
+        start=T0,
+        end=T0 + timedelta(hours=20),
+        long_running_fraction=0.0,
+        late_arrival_fraction=0.0,
+        filter_offset_seconds=3600,
+    )
+    clock = SimClock(T0 + timedelta(hours=22))
+    for harness in make_harness(tmp_path, config, clock, limit=10):
+        summary = harness.run(max_conversations_per_load=40, concurrency=2, lookback_minutes=75)
+        assert summary.caught_up and summary.loads >= 3, summary.loads
+        conversations = harness.rows("conversations", "id")
+        turns = harness.rows("turns", "conversation_id, turn_index")
+        assert len({row["id"] for row in conversations}) == len(conversations)
+        problems = compare_tables(harness.simulator.truth(), conversations, turns)
+        assert not problems, "\n".join(problems[:20])

@@ -28,7 +28,7 @@ from sources.polyai.planning import (
     windows_past,
 )
 from sources.polyai.settings import MAX_SLICE_SPAN, MIN_PARALLEL_SPAN, REPULL_PADDING
-from sources.polyai.written_once import EarlierSightings
+from sources.polyai.written_once import EarlierSightings, PartSightings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 LOOKBACK = timedelta(minutes=15)
@@ -219,14 +219,23 @@ def test_first_sightings_keep_each_conversation_once_per_run_whatever_its_starte
 
 
 def test_first_sightings_skip_the_finished_conversations_an_earlier_part_committed() -> None:
-    """Only the ids the earlier part kept finished are skipped; one it kept in progress is read."""
-    earlier = EarlierSightings("1", {"project": ({"CA", "CB"}, frozenset({"CB"}))})
-    loaded_before = earlier.finished("project")
-    page = [{"id": "CA"}, {"id": "CB"}, {"id": "CC"}]
+    """Only what the earlier part kept finished, before its cursor, is skipped: one it kept in
+    progress, one served past its cursor and a new one are read."""
+    cursor = T0 + HOUR
+    earlier = EarlierSightings("1", {"project": PartSightings({"CA", "CB", "CD"}, frozenset({"CB"}), cursor)})
+    sightings = earlier.of("project")
+    assert sightings is not None and earlier.of("another project") is None
+    before, after = iso(cursor - timedelta(minutes=5)), iso(cursor)
+    page = [
+        {"id": "CA", "started_at": before},
+        {"id": "CB", "started_at": before},
+        {"id": "CC", "started_at": before},
+        {"id": "CD", "started_at": after},
+    ]
     seen: set[str] = set()
-    assert first_sightings(page, seen, loaded_before) == [{"id": "CB"}, {"id": "CC"}]
-    assert seen == {"CB", "CC"}
-    assert first_sightings(page, set(), earlier.finished("another project")) == page
+    assert [c["id"] for c in first_sightings(page, seen, sightings.committed)] == ["CB", "CC", "CD"]
+    assert seen == {"CB", "CC", "CD"}
+    assert first_sightings(page, set(), PartSightings({"CA"}, frozenset(), None).committed) == page
 
 
 def test_a_window_keeps_the_first_of_each_id_within_and_across_pages() -> None:
