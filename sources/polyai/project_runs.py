@@ -89,6 +89,11 @@ class ProjectsReading:
     def several(self) -> bool:
         return len(self.projects) > 1
 
+    @property
+    def writes_once(self) -> bool:
+        """Whether the destination takes appends where a merge would replace nothing (written_once)."""
+        return self.table_outputs[1].fit().destination in WRITTEN_ONCE_DESTINATIONS
+
     def start(self, source_state: MutableMapping[str, Any]) -> list[ProjectRun]:
         """A run per project, except those that failed earlier in this run (load_until_caught_up)."""
         progress = current_run_progress()
@@ -194,7 +199,7 @@ class ProjectsReading:
 
     def sightings(self, loaded: Sequence[ProjectRun]) -> EarlierSightings | None:
         """What this part keeps, for the next part of the run not to stage it again (written_once)."""
-        if self.table_outputs[1].fit().destination not in WRITTEN_ONCE_DESTINATIONS:
+        if not self.writes_once:
             return None
         try:
             load_id = dlt.current.load_package_state()["load_id"]
@@ -212,7 +217,7 @@ class ProjectsReading:
         """Lets each table be appended where its merge would replace no loaded row (written_once)."""
         conversation_output, turn_output = self.table_outputs
         conversation_output.replaces_nothing = turn_output.replaces_nothing = None
-        if turn_output.fit().destination not in WRITTEN_ONCE_DESTINATIONS:
+        if not self.writes_once:
             return
         # A re-pulled conversation was loaded before: such a load merges, without a query.
         if any(not run.plan.repull_targets.isdisjoint(run.tally.kept) for run in runs):
